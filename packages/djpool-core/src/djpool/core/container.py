@@ -1,0 +1,199 @@
+"""One pool of DB-API connections for one Django database, in one process.
+
+:class:`ConnectionPool` wraps a :class:`~djpool.core.pool.FairQueuePool` with
+what Django needs around it: opening connections through the backend's own
+``get_new_connection()``, the idle-threshold pre-ping, the error Django shows
+on exhaustion, and the counters behind :func:`djpool.core.stats`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import PoolProxiedConnection
+
+from djpool.core.dialect import PoolDialect
+from djpool.core.exceptions import PoolTimeout
+from djpool.core.options import PoolOptions
+from djpool.core.pool import FairQueuePool
+
+if TYPE_CHECKING:
+    from djpool.core.mixins import PooledDatabaseWrapperMixin
+
+__all__ = ["ConnectionPool"]
+
+logger = logging.getLogger("djpool.pool")
+
+# Key in a pooled connection's info dict: time.monotonic() when it was last
+# given back, or SUSPECT when the request that used it saw a database error.
+LAST_USED = "djpool.last_used"
+SUSPECT = float("-inf")
+
+_creating = threading.local()
+
+
+class ConnectionPool:
+    """The pool behind one (alias, connection parameters) pair.
+
+    ``conn_params`` are what the backend's ``get_connection_params()``
+    returned; they include the password, so this object never shows them.
+    """
+
+    def __init__(
+        self,
+        alias: str,
+        options: PoolOptions,
+        wrapper: PooledDatabaseWrapperMixin,
+        conn_params: dict[str, Any],
+    ) -> None:
+        self.alias = alias
+        self.options = options
+        self.pid = os.getpid()
+        # Set when the pool leaves the registry (closed, or inherited by a forked child).
+        self.retired = False
+        self._conn_params = conn_params
+        self._wrapper_class = type(wrapper)
+        self._settings_dict = wrapper.settings_dict
+        self.dialect = PoolDialect(
+            wrapper.djpool_sqlalchemy_dialect(),
+            in_transaction=wrapper.djpool_in_transaction,
+            full_reset=(
+                (lambda connection: wrapper.djpool_full_reset(connection, conn_params))
+                if options.reset_on_return == "full"
+                else None
+            ),
+        )
+        self.checkouts = 0
+        self.connects = 0
+        self.timeouts = 0
+        self.invalidations = 0
+        self.waits = 0
+        self.wait_time_total = 0.0
+        self.wait_time_max = 0.0
+        self.pool = FairQueuePool(
+            self._create_dbapi_connection,
+            pool_size=options.pool_size,
+            max_overflow=options.max_overflow,
+            timeout=options.timeout,
+            use_lifo=options.use_lifo,
+            on_wait=self._record_wait,
+            recycle=-1 if options.recycle is None else options.recycle,
+            echo=options.echo,
+            logging_name=alias,
+            reset_on_return="rollback",
+            dialect=self.dialect,  # type: ignore[arg-type]
+            pre_ping=False,
+        )
+        event.listen(self.pool, "invalidate", self._record_invalidation)
+
+    def __repr__(self) -> str:
+        return f"<ConnectionPool alias={self.alias!r} {self.pool.status()}>"
+
+    # ##### Checkout and checkin #####
+
+    def checkout(self, wrapper: PooledDatabaseWrapperMixin) -> PoolProxiedConnection:
+        """Take a connection for ``wrapper``; open one through it if needed."""
+        _creating.wrapper = wrapper
+        try:
+            connection = self.pool.connect()
+            if self.options.pre_ping:
+                last_used = connection.info.get(LAST_USED)
+                if last_used is not None and time.monotonic() - last_used >= self.options.pre_ping_idle:
+                    connection = self._replace_if_dead(connection)
+        except sa_exc.TimeoutError:
+            self.timeouts += 1
+            raise PoolTimeout(self._timeout_message()) from None
+        finally:
+            _creating.wrapper = None
+        self.checkouts += 1
+        return connection
+
+    def checkin(self, connection: PoolProxiedConnection, suspect: bool = False) -> None:
+        """Give a connection back: rolled back if needed, then idle or to a waiter.
+
+        ``suspect`` marks a connection whose last use raised a database
+        error; the next checkout pings it whatever its idle time.
+        """
+        if connection.dbapi_connection is not None:
+            connection.info[LAST_USED] = SUSPECT if suspect else time.monotonic()
+        connection.close()
+
+    def _replace_if_dead(self, connection: PoolProxiedConnection) -> PoolProxiedConnection:
+        # Each dead connection found is replaced in its own slot; bounded so a
+        # database that accepts connections but fails pings cannot loop us.
+        for _ in range(self.options.pool_size + 1):
+            if self.dialect.ping(connection.dbapi_connection):
+                return connection
+            logger.info("Pre-ping found a dead connection in pool %r; replacing it", self.alias)
+            connection.invalidate()
+            connection = self.pool.connect()
+            if LAST_USED not in connection.info:
+                return connection
+        return connection
+
+    def _create_dbapi_connection(self, record: Any) -> Any:
+        wrapper = getattr(_creating, "wrapper", None)
+        if wrapper is None:
+            # Opened outside a checkout (warm-up): use a private wrapper.
+            wrapper = self._wrapper_class(self._settings_dict, self.alias)
+        dbapi_connection = wrapper.djpool_open_dbapi_connection(self._conn_params)
+        self.connects += 1
+        logger.debug("Opened a new connection for pool %r (%d opened so far)", self.alias, self.connects)
+        return dbapi_connection
+
+    # ##### Bookkeeping #####
+
+    def _record_wait(self, seconds: float) -> None:
+        self.waits += 1
+        self.wait_time_total += seconds
+        if seconds > self.wait_time_max:
+            self.wait_time_max = seconds
+
+    def _record_invalidation(self, dbapi_connection: Any, record: Any, exception: Any) -> None:
+        self.invalidations += 1
+
+    def _timeout_message(self) -> str:
+        o = self.options
+        return (
+            f"djpool: no connection available for database {self.alias!r}: all "
+            f"{o.pool_size} (POOL_SIZE) + {o.max_overflow} (MAX_OVERFLOW) connections "
+            f"were checked out for {o.timeout:g} s (TIMEOUT). Raise POOL_SIZE or "
+            f"MAX_OVERFLOW in DATABASES[{self.alias!r}]['POOL_OPTIONS'] (and the server's "
+            f"connection limit), raise TIMEOUT, or release connections sooner "
+            f"(POOL_MODE='transaction', shorter requests)."
+        )
+
+    def stats(self) -> dict[str, Any]:
+        pool = self.pool
+        return {
+            "size": pool.size(),
+            "checked_out": pool.checkedout(),
+            "idle": pool.checkedin(),
+            "overflow": pool.overflow(),
+            "waiting": pool.waiting(),
+            "checkouts": self.checkouts,
+            "connects": self.connects,
+            "timeouts": self.timeouts,
+            "invalidations": self.invalidations,
+            "waits": self.waits,
+            "wait_time_total": self.wait_time_total,
+            "wait_time_max": self.wait_time_max,
+        }
+
+    def dispose(self) -> int:
+        """Close idle connections; checked-out ones stay in use and come back."""
+        return self.pool.close_idle()
+
+    def close(self) -> None:
+        """Close idle connections now and the checked-out ones when they come back."""
+        self.pool.close()
+
+    def abandon_after_fork(self, detach: Any) -> None:
+        self.dialect.abandoned = True
+        self.pool.abandon_after_fork(detach)

@@ -1,0 +1,109 @@
+"""The SQLAlchemy dialect the pool talks to, with djpool's reset rules.
+
+SQLAlchemy's pool calls four dialect methods on a DB-API connection: ping,
+rollback (the reset on return), close and ``is_disconnect``. The vendor's own
+SQLAlchemy dialect (``psycopg``, ``mysqldb``, ``oracledb``, …) knows which
+driver errors mean the connection is gone. This adapter delegates to it and
+adds what the predecessor lacked:
+
+* the rollback on return runs only when the driver reports an open
+  transaction, so an idle connection costs no extra round trip;
+* ``RESET_ON_RETURN = "full"`` also wipes the session (``DISCARD ALL`` and
+  the like), and marks the connection so Django initialises it again;
+* in a forked child, connections of the parent are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["PoolDialect", "INITIALIZED_STATE"]
+
+logger = logging.getLogger("djpool.pool")
+
+# Key in a pooled connection's info dict: the Django wrapper attributes that
+# init_connection_state() produced for this DB-API connection. Its presence
+# means Django's per-connection setup has run on it.
+INITIALIZED_STATE = "djpool.initialized_state"
+
+
+def _dbapi_connection(connection: Any) -> Any:
+    """SQLAlchemy passes the pool's proxy to reset methods and the raw connection to others."""
+    return getattr(connection, "dbapi_connection", connection)
+
+
+class PoolDialect:
+    """Delegate to a SQLAlchemy dialect, with conditional reset and fork awareness.
+
+    :param dialect: the vendor's SQLAlchemy dialect, with its DB-API module
+      loaded.
+    :param in_transaction: ``(dbapi_connection) -> bool``; True when a
+      rollback is needed (when in doubt, True).
+    :param full_reset: ``(dbapi_connection) -> None`` that clears session
+      state, or None when ``RESET_ON_RETURN`` is ``"rollback"``.
+    """
+
+    is_async = False
+    has_terminate = False
+
+    def __init__(
+        self,
+        dialect: Any,
+        in_transaction: Callable[[Any], bool],
+        full_reset: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.dialect = dialect
+        self.loaded_dbapi = dialect.loaded_dbapi
+        self._in_transaction = in_transaction
+        self._full_reset = full_reset
+        self.abandoned = False
+
+    def do_rollback(self, connection: Any) -> None:
+        if self.abandoned:
+            return
+        dbapi_connection = _dbapi_connection(connection)
+        if self._in_transaction(dbapi_connection):
+            self.dialect.do_rollback(dbapi_connection)
+        if self._full_reset is not None:
+            self._full_reset(dbapi_connection)
+            info = getattr(connection, "info", None)
+            if info is not None:
+                info.pop(INITIALIZED_STATE, None)
+
+    def do_commit(self, connection: Any) -> None:
+        if not self.abandoned:
+            self.dialect.do_commit(_dbapi_connection(connection))
+
+    def do_close(self, dbapi_connection: Any) -> None:
+        if not self.abandoned:
+            self.dialect.do_close(dbapi_connection)
+
+    def do_terminate(self, dbapi_connection: Any) -> None:
+        self.do_close(dbapi_connection)
+
+    def do_ping(self, dbapi_connection: Any) -> bool:
+        return bool(self.dialect.do_ping(dbapi_connection))
+
+    def is_disconnect(self, error: BaseException, connection: Any, cursor: Any) -> bool:
+        return bool(self.dialect.is_disconnect(error, connection, cursor))
+
+    def ping(self, dbapi_connection: Any) -> bool:
+        """True if the connection answers; False if the driver says it is gone.
+
+        Any other error is treated as a dead connection too: a connection the
+        pool cannot vouch for must not be handed to Django.
+        """
+        try:
+            return self.do_ping(dbapi_connection)
+        except self.loaded_dbapi.Error as error:
+            if not self.is_disconnect(error, dbapi_connection, None):
+                logger.warning("Pre-ping failed with a non-disconnect error; replacing the connection: %s", error)
+            return False
+
+    def _do_ping_w_event(self, dbapi_connection: Any) -> bool:
+        return self.ping(dbapi_connection)
+
+    def get_driver_connection(self, connection: Any) -> Any:
+        return self.dialect.get_driver_connection(connection)

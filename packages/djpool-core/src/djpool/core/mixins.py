@@ -1,0 +1,295 @@
+"""The DatabaseWrapper mixin every pooled backend is built from.
+
+A pooled backend is Django's own backend with this mixin in front::
+
+    class DatabaseWrapper(PooledDatabaseWrapperMixin, postgresql.DatabaseWrapper):
+        ...
+
+Django keeps calling its usual methods; the mixin changes where a connection
+comes from and where it goes:
+
+* ``get_new_connection()`` takes a connection from the pool. ``self.connection``
+  is the real driver connection, as with the stock backend, so every Django
+  feature that touches it works unchanged. The pool's handle is kept beside it.
+* ``init_connection_state()`` runs Django's per-connection setup once per
+  driver connection, not once per checkout, and restores the wrapper
+  attributes that setup produced when another wrapper reuses the connection.
+* ``_close()`` gives the connection back (rolled back if a transaction is
+  open) instead of closing it.
+* With ``POOL_MODE = "transaction"``, the connection also goes back as soon as
+  the last cursor is closed outside a transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS
+from django.db.backends.base.base import NO_DB_ALIAS
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from sqlalchemy.pool import PoolProxiedConnection
+
+from djpool.core import registry
+from djpool.core.container import ConnectionPool
+from djpool.core.dialect import INITIALIZED_STATE
+from djpool.core.options import PoolOptions, parse_pool_options
+
+__all__ = ["PooledDatabaseWrapperMixin"]
+
+logger = logging.getLogger("djpool.backends")
+
+
+class PooledDatabaseWrapperMixin:
+    """Pool the connections of a Django ``DatabaseWrapper``.
+
+    Vendor backends set :attr:`djpool_wrapper_state` and implement
+    :meth:`djpool_sqlalchemy_dialect`, :meth:`djpool_in_transaction` and
+    :meth:`djpool_full_reset`.
+    """
+
+    #: Wrapper attributes that Django's ``get_new_connection()`` or
+    #: ``init_connection_state()`` set as a side effect for one driver
+    #: connection (e.g. PostgreSQL's ``isolation_level``). They are saved with
+    #: the connection and restored on every wrapper that reuses it.
+    djpool_wrapper_state: tuple[str, ...] = ()
+
+    # Set by Django's BaseDatabaseWrapper; declared for type checkers.
+    alias: str
+    settings_dict: dict[str, Any]
+    connection: Any
+
+    def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS, *args: Any, **kwargs: Any) -> None:
+        super().__init__(settings_dict, alias, *args, **kwargs)  # type: ignore[call-arg]
+        self._djpool_connection: PoolProxiedConnection | None = None
+        self._djpool_pool: ConnectionPool | None = None
+        self._djpool_cached_pool: tuple[dict[str, Any], ConnectionPool] | None = None
+        self._djpool_open_cursors = 0
+        self._djpool_connecting = False
+        # Django opens "maintenance" connections (to create or drop test
+        # databases) under NO_DB_ALIAS; pooling them would keep a session on
+        # the database being dropped or cloned.
+        self.djpool_options: PoolOptions | None = (
+            None if alias == NO_DB_ALIAS else self._djpool_validate_settings()
+        )
+        self._djpool_transaction_mode = (
+            self.djpool_options is not None and self.djpool_options.pool_mode == "transaction"
+        )
+
+    def _djpool_validate_settings(self) -> PoolOptions:
+        options = parse_pool_options(self.alias, self.settings_dict.get("POOL_OPTIONS"))
+        if (self.settings_dict.get("OPTIONS") or {}).get("pool"):
+            raise ImproperlyConfigured(
+                f"DATABASES[{self.alias!r}]: OPTIONS['pool'] turns on Django's own "
+                f"connection pool, and ENGINE {self.settings_dict.get('ENGINE')!r} is "
+                f"already a pool. Remove OPTIONS['pool'] and size the pool with "
+                f"POOL_OPTIONS, or use Django's stock ENGINE with its own pool."
+            )
+        if options.pool_mode == "transaction" and self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
+            raise ImproperlyConfigured(
+                f"DATABASES[{self.alias!r}]: CONN_MAX_AGE must be 0 with "
+                f"POOL_OPTIONS['POOL_MODE'] = 'transaction'; got "
+                f"{self.settings_dict.get('CONN_MAX_AGE')!r}. The pool already keeps "
+                f"connections open; a wrapper holding one across requests defeats "
+                f"transaction pooling."
+            )
+        return options
+
+    # ##### Vendor hooks #####
+
+    def djpool_sqlalchemy_dialect(self) -> Any:
+        """Return the vendor's SQLAlchemy dialect instance with its DB-API module loaded."""
+        raise NotImplementedError(
+            "subclasses of PooledDatabaseWrapperMixin must provide a djpool_sqlalchemy_dialect() method"
+        )
+
+    @staticmethod
+    def djpool_in_transaction(dbapi_connection: Any) -> bool:
+        """True when the connection may have a transaction to roll back."""
+        return True
+
+    def djpool_full_reset(self, dbapi_connection: Any, conn_params: dict[str, Any]) -> None:
+        """Clear all session state (RESET_ON_RETURN = "full")."""
+        raise ImproperlyConfigured(
+            f"DATABASES[{self.alias!r}]['POOL_OPTIONS']['RESET_ON_RETURN'] = 'full' is "
+            f"not supported by ENGINE {self.settings_dict.get('ENGINE')!r}; use 'rollback'."
+        )
+
+    def djpool_open_dbapi_connection(self, conn_params: dict[str, Any]) -> Any:
+        """Open a new driver connection the way the stock backend does."""
+        return super().get_new_connection(conn_params)  # type: ignore[misc]
+
+    # ##### Connection lifecycle (Django's BaseDatabaseWrapper API) #####
+
+    def connect(self) -> None:
+        self._djpool_connecting = True
+        try:
+            super().connect()  # type: ignore[misc]
+        finally:
+            self._djpool_connecting = False
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        if self.djpool_options is None:
+            return super().get_new_connection(conn_params)  # type: ignore[misc]
+        if self._djpool_connection is not None:
+            # connect() called on an open connection: give the old one back first.
+            self._djpool_release()
+        pool = self._djpool_pool_for(conn_params)
+        connection = pool.checkout(self)
+        self._djpool_connection = connection
+        self._djpool_pool = pool
+        self._djpool_open_cursors = 0
+        return connection.dbapi_connection
+
+    def _djpool_pool_for(self, conn_params: dict[str, Any]) -> ConnectionPool:
+        cached = self._djpool_cached_pool
+        if cached is not None and not cached[1].retired and cached[0] == conn_params:
+            return cached[1]
+        assert self.djpool_options is not None
+        pool = registry.get_pool(self, self.djpool_options, conn_params)
+        self._djpool_cached_pool = (conn_params, pool)
+        return pool
+
+    def init_connection_state(self) -> None:
+        connection = self._djpool_connection
+        if connection is None:
+            super().init_connection_state()  # type: ignore[misc]
+            return
+        info = connection.info
+        state = info.get(INITIALIZED_STATE)
+        if state is not None:
+            self.__dict__.update(state)
+            return
+        super().init_connection_state()  # type: ignore[misc]
+        info[INITIALIZED_STATE] = {
+            name: self.__dict__[name] for name in self.djpool_wrapper_state if name in self.__dict__
+        }
+
+    def _close(self) -> None:
+        if self._djpool_connection is None:
+            super()._close()  # type: ignore[misc]
+            return
+        self._djpool_release()
+
+    def _djpool_release(self) -> None:
+        connection, pool = self._djpool_connection, self._djpool_pool
+        self._djpool_connection = None
+        self._djpool_pool = None
+        self._djpool_open_cursors = 0
+        # Like Django's own pooled PostgreSQL backend: the wrapper can no
+        # longer use a connection that another thread may now hold.
+        self.connection = None
+        if connection is None or pool is None:
+            return
+        with self.wrap_database_errors:  # type: ignore[attr-defined]
+            pool.checkin(connection, suspect=self.errors_occurred)  # type: ignore[attr-defined]
+
+    def djpool_forget_after_fork(self) -> None:
+        """Drop, without any I/O, a connection this wrapper held when the process forked."""
+        if self._djpool_connection is not None:
+            self._djpool_connection = None
+            self._djpool_pool = None
+            self._djpool_open_cursors = 0
+            self.connection = None
+        self._djpool_cached_pool = None
+
+    def close_pool(self) -> None:
+        """Close idle connections of this alias's pools (Django 5.1+ test runner hook)."""
+        registry.dispose(self.alias)
+        parent_close_pool = getattr(super(), "close_pool", None)
+        if parent_close_pool is not None:
+            parent_close_pool()
+
+    @contextmanager
+    def _nodb_cursor(self) -> Iterator[Any]:
+        # Django opens this to create, clone or drop a (test) database, which
+        # the server refuses while sessions are open on it: close idle pooled
+        # connections first, whichever alias they belong to.
+        registry.dispose()
+        with super()._nodb_cursor() as cursor:  # type: ignore[misc]
+            yield cursor
+
+    # ##### Transaction mode #####
+
+    def set_autocommit(self, autocommit: bool, force_begin_transaction_with_broken_autocommit: bool = False) -> None:
+        super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)  # type: ignore[misc]
+        if autocommit and self._djpool_transaction_mode and self._djpool_open_cursors <= 0:
+            self._djpool_release_between_transactions()
+
+    def make_cursor(self, cursor: Any) -> CursorWrapper:
+        if self._djpool_transaction_mode and self._djpool_connection is not None:
+            self._djpool_open_cursors += 1
+            return ReleasingCursorWrapper(cursor, self)
+        return super().make_cursor(cursor)  # type: ignore[misc, no-any-return]
+
+    def make_debug_cursor(self, cursor: Any) -> CursorWrapper:
+        if self._djpool_transaction_mode and self._djpool_connection is not None:
+            self._djpool_open_cursors += 1
+            return ReleasingCursorDebugWrapper(cursor, self)
+        return super().make_debug_cursor(cursor)  # type: ignore[misc, no-any-return]
+
+    def _djpool_cursor_closed(self) -> None:
+        self._djpool_open_cursors -= 1
+        if self._djpool_open_cursors <= 0:
+            self._djpool_release_between_transactions()
+
+    def _djpool_release_between_transactions(self) -> None:
+        """Give the connection back if no transaction or cursor needs it."""
+        if (
+            self._djpool_connection is not None
+            and not self._djpool_connecting
+            and self.autocommit  # type: ignore[attr-defined]
+            and not self.in_atomic_block  # type: ignore[attr-defined]
+            and not self.closed_in_transaction  # type: ignore[attr-defined]
+        ):
+            self._djpool_release()
+
+
+_SESSION_SET = re.compile(r"\s*SET\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)", re.IGNORECASE)
+_warned_statements: set[str] = set()
+
+
+class _ReleasingCursor:
+    """Tell the wrapper when a cursor closes, so transaction mode can release."""
+
+    cursor: Any
+    db: Any
+    _djpool_closed = False
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        if (
+            isinstance(sql, str)
+            and self.db.autocommit
+            and not self.db.in_atomic_block
+            and _SESSION_SET.match(sql)
+            and sql not in _warned_statements
+        ):
+            _warned_statements.add(sql)
+            logger.warning(
+                "POOL_MODE='transaction' on database %r: %r changes the session outside a "
+                "transaction, so it may reach whichever request gets this connection next. "
+                "Run it inside atomic() with SET LOCAL, or use POOL_MODE='session'.",
+                self.db.alias,
+                sql[:200],
+            )
+        return super().execute(sql, params)  # type: ignore[misc]
+
+    def close(self) -> None:
+        try:
+            self.cursor.close()
+        finally:
+            if not self._djpool_closed:
+                self._djpool_closed = True
+                self.db._djpool_cursor_closed()
+
+
+class ReleasingCursorWrapper(_ReleasingCursor, CursorWrapper):
+    pass
+
+
+class ReleasingCursorDebugWrapper(_ReleasingCursor, CursorDebugWrapper):
+    pass

@@ -1,0 +1,252 @@
+"""A bounded SQLAlchemy pool that hands connections to waiters in arrival order.
+
+SQLAlchemy's ``QueuePool`` lets a thread that returns a connection take it
+again before the threads already waiting for one wake up, so under contention
+the threads that hold connections keep them and the others time out. This
+pool keeps the same limits (``pool_size`` idle connections kept, up to
+``max_overflow`` more while busy) but gives a returned connection, or the
+right to open a new one, straight to the oldest waiter, as psycopg_pool does.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any, Callable
+
+from sqlalchemy import exc
+from sqlalchemy.pool import ConnectionPoolEntry, Pool
+
+__all__ = ["FairQueuePool"]
+
+# A waiter that is handed this instead of a record may open a new connection:
+# a slot was freed while it waited (a connection was closed, not returned).
+_MAY_CREATE = object()
+
+
+class _Waiter:
+    __slots__ = ("event", "record")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.record: Any = None
+
+
+class FairQueuePool(Pool):
+    """A pool that limits open connections and serves waiters first-in, first-out.
+
+    :param creator: callable returning a new DB-API connection (SQLAlchemy's
+      creator signature, with or without the connection record argument).
+    :param pool_size: connections kept open while idle, defaults to 5.
+    :param max_overflow: connections opened beyond ``pool_size`` while the pool
+      is busy and closed again when returned, defaults to 10; ``-1`` means no
+      limit.
+    :param timeout: seconds a checkout waits for a connection before raising
+      :class:`sqlalchemy.exc.TimeoutError`, defaults to 30.
+    :param use_lifo: hand out the most recently returned idle connection
+      (lets the rest stay idle long enough to be recycled), defaults to False.
+    :param on_wait: called with the seconds a checkout waited, only for
+      checkouts that had to wait.
+
+    Other keyword arguments go to :class:`sqlalchemy.pool.Pool`.
+    """
+
+    def __init__(
+        self,
+        creator: Any,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        timeout: float = 30.0,
+        use_lifo: bool = False,
+        on_wait: Callable[[float], None] | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(creator, **kw)
+        self._pool_size = pool_size
+        self._max_overflow = max_overflow
+        self._timeout = timeout
+        self._use_lifo = use_lifo
+        self._on_wait = on_wait
+        self._lock = threading.Lock()
+        self._idle: collections.deque[ConnectionPoolEntry] = collections.deque()
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+        # Records that exist (idle, checked out, or being opened): the number
+        # the limit applies to.
+        self._records: set[ConnectionPoolEntry] = set()
+        self._opening = 0
+        self._abandoned = False
+        self._closed = False
+
+    # ##### SQLAlchemy Pool API #####
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        waiter = None
+        with self._lock:
+            if self._idle and not self._waiters:
+                return self._idle.pop() if self._use_lifo else self._idle.popleft()
+            if self._has_capacity():
+                self._opening += 1
+            else:
+                waiter = _Waiter()
+                self._waiters.append(waiter)
+        if waiter is None:
+            return self._open_record()
+        started = time.monotonic()
+        served = waiter.event.wait(self._timeout)
+        if not served:
+            with self._lock:
+                served = waiter.record is not None
+                if not served:
+                    self._waiters.remove(waiter)
+        if self._on_wait is not None:
+            self._on_wait(time.monotonic() - started)
+        if not served:
+            raise exc.TimeoutError(
+                "FairQueuePool limit of size %d overflow %d reached, "
+                "connection timed out, timeout %0.2f"
+                % (self._pool_size, self._max_overflow, self._timeout)
+            )
+        if waiter.record is _MAY_CREATE:
+            return self._open_record()
+        return waiter.record  # type: ignore[no-any-return]
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        if self._abandoned:
+            # Forked child: the record's connection belongs to the parent.
+            return
+        with self._lock:
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.record = record
+                waiter.event.set()
+                return
+            if len(self._idle) < self._pool_size and not self._closed:
+                self._idle.append(record)
+                return
+            self._records.discard(record)
+        # Overflow connection nobody waits for: close it outside the lock.
+        record.close()
+
+    def _open_record(self) -> ConnectionPoolEntry:
+        """Open a connection in a slot already reserved by ``_opening``."""
+        try:
+            record = self._create_connection()
+        except BaseException:
+            with self._lock:
+                self._opening -= 1
+                self._pass_capacity_on()
+            raise
+        with self._lock:
+            self._opening -= 1
+            self._records.add(record)
+        return record
+
+    def _has_capacity(self) -> bool:
+        if self._max_overflow < 0:
+            return True
+        limit = self._pool_size + self._max_overflow
+        return len(self._records) + self._opening < limit
+
+    def _pass_capacity_on(self) -> None:
+        """Give a freed slot to the oldest waiter (call with the lock held)."""
+        if self._waiters and self._has_capacity():
+            self._opening += 1
+            waiter = self._waiters.popleft()
+            waiter.record = _MAY_CREATE
+            waiter.event.set()
+
+    def discard(self, record: ConnectionPoolEntry) -> None:
+        """Close a checked-out record for good and free its slot."""
+        with self._lock:
+            self._records.discard(record)
+            self._pass_capacity_on()
+        record.close()
+
+    def close_idle(self, keep: int = 0) -> int:
+        """Close idle connections until at most ``keep`` remain; return how many."""
+        closed = []
+        with self._lock:
+            while len(self._idle) > keep:
+                record = self._idle.popleft()
+                self._records.discard(record)
+                closed.append(record)
+            for _ in closed:
+                self._pass_capacity_on()
+        for record in closed:
+            record.close()
+        return len(closed)
+
+    def close(self) -> None:
+        """Close idle connections now and every other one when it comes back."""
+        self._closed = True
+        self.close_idle()
+
+    def dispose(self) -> None:
+        closed = self.close_idle()
+        self.logger.info("Pool disposed, %d idle connections closed. %s", closed, self.status())
+
+    def recreate(self) -> FairQueuePool:
+        self.logger.info("Pool recreating")
+        return self.__class__(
+            self._creator,
+            pool_size=self._pool_size,
+            max_overflow=self._max_overflow,
+            timeout=self._timeout,
+            use_lifo=self._use_lifo,
+            on_wait=self._on_wait,
+            recycle=self._recycle,
+            echo=self.echo,
+            logging_name=self._orig_logging_name,
+            reset_on_return=self._reset_on_return,
+            pre_ping=self._pre_ping,
+            _dispatch=self.dispatch,
+            dialect=self._dialect,
+        )
+
+    def status(self) -> str:
+        return "Pool size: %d  Connections in pool: %d Current Overflow: %d Current Checked out connections: %d" % (
+            self.size(),
+            self.checkedin(),
+            self.overflow(),
+            self.checkedout(),
+        )
+
+    def size(self) -> int:
+        return self._pool_size
+
+    def timeout(self) -> float:
+        return self._timeout
+
+    def checkedin(self) -> int:
+        return len(self._idle)
+
+    def overflow(self) -> int:
+        return max(0, len(self._records) - self._pool_size)
+
+    def checkedout(self) -> int:
+        return len(self._records) - len(self._idle)
+
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    # ##### Fork safety #####
+
+    def abandon_after_fork(self, detach: Callable[[Any], None]) -> None:
+        """Forget every connection of this pool in a forked child.
+
+        The connections belong to the parent: the child must neither use nor
+        close them, since closing sends a termination message on the socket
+        the parent still uses. ``detach`` is called with each open DB-API
+        connection to cut the child's copy of its socket loose. The lock is
+        not taken: a thread of the parent may have held it at the fork.
+        """
+        self._abandoned = True
+        for record in list(self._records):
+            dbapi_connection = record.dbapi_connection
+            if dbapi_connection is not None:
+                detach(dbapi_connection)
+        self._idle = collections.deque()
+        self._waiters = collections.deque()
+        self._records = set()
+        self._lock = threading.Lock()

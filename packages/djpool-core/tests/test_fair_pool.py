@@ -1,0 +1,112 @@
+"""FairQueuePool's hand-over rules, on real DB-API connections (sqlite3)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+from sqlalchemy import exc
+
+from djpool.core.pool import FairQueuePool
+
+
+def make_pool(**kw):
+    opened = []
+
+    def creator():
+        conn = sqlite3.connect(":memory:", check_same_thread=False)
+        opened.append(conn)
+        return conn
+
+    kw.setdefault("reset_on_return", None)
+    return FairQueuePool(creator, **kw), opened
+
+
+def test_idle_connections_are_reused():
+    pool, opened = make_pool(pool_size=2, max_overflow=0)
+    first = pool.connect()
+    raw = first.dbapi_connection
+    first.close()
+    second = pool.connect()
+    assert second.dbapi_connection is raw
+    second.close()
+    assert len(opened) == 1
+
+
+def test_limit_and_timeout():
+    pool, opened = make_pool(pool_size=1, max_overflow=1, timeout=0.1)
+    held = [pool.connect(), pool.connect()]
+    with pytest.raises(exc.TimeoutError, match="limit of size 1 overflow 1 reached"):
+        pool.connect()
+    assert len(opened) == 2
+    for conn in held:
+        conn.close()
+    # The overflow connection is closed on return; one stays idle.
+    assert (pool.checkedin(), pool.checkedout(), pool.overflow()) == (1, 0, 0)
+
+
+def test_returned_connection_goes_to_the_oldest_waiter():
+    pool, _ = make_pool(pool_size=1, max_overflow=0, timeout=5)
+    held = pool.connect()
+    order = []
+
+    def wait(name):
+        conn = pool.connect()
+        order.append(name)
+        time.sleep(0.01)
+        conn.close()
+
+    threads = []
+    for name in ("first", "second", "third"):
+        thread = threading.Thread(target=wait, args=(name,))
+        thread.start()
+        threads.append(thread)
+        while pool.waiting() < len(threads):
+            time.sleep(0.001)
+    # The returning thread asks again at once; it must queue behind the waiters.
+    held.close()
+    again = pool.connect()
+    order.append("returner")
+    again.close()
+    for thread in threads:
+        thread.join()
+    assert order == ["first", "second", "third", "returner"]
+
+
+def test_a_freed_slot_lets_a_waiter_open_a_connection():
+    pool, opened = make_pool(pool_size=1, max_overflow=0, timeout=5)
+    held = pool.connect()
+    got = []
+    thread = threading.Thread(target=lambda: got.append(pool.connect()))
+    thread.start()
+    while pool.waiting() < 1:
+        time.sleep(0.001)
+    held.invalidate()  # the connection is closed, not returned: the record comes back empty
+    thread.join(5)
+    assert got and got[0].dbapi_connection is not None
+    got[0].close()
+
+
+def test_lifo_hands_out_the_most_recent():
+    pool, _ = make_pool(pool_size=2, max_overflow=0, use_lifo=True)
+    a, b = pool.connect(), pool.connect()
+    raw_a, raw_b = a.dbapi_connection, b.dbapi_connection
+    a.close()
+    b.close()
+    c = pool.connect()
+    assert c.dbapi_connection is raw_b
+    c.close()
+    assert raw_a is not raw_b
+
+
+def test_close_idle_keeps_checked_out_connections():
+    pool, _ = make_pool(pool_size=3, max_overflow=0)
+    conns = [pool.connect() for _ in range(3)]
+    conns[0].close()
+    conns[1].close()
+    assert pool.close_idle() == 2
+    assert pool.checkedout() == 1
+    conns[2].close()
+    assert pool.checkedin() == 1

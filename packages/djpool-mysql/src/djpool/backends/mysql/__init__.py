@@ -1,0 +1,1 @@
+"""Pooled MySQL/MariaDB backend: ENGINE ``djpool.backends.mysql``."""

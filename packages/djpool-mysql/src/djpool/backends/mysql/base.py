@@ -1,0 +1,50 @@
+"""MySQL and MariaDB database backend for Django, with djpool's connection pool.
+
+Django's own MySQL backend runs unchanged; connections come from the pool.
+Requires mysqlclient: https://pypi.org/project/mysqlclient/
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.backends.mysql import base
+
+from djpool.backends.mysql.__about__ import __version__
+from djpool.core.compat import require_core
+from djpool.core.mixins import PooledDatabaseWrapperMixin
+
+# Keep in step with the djpool-core range in this package's pyproject.toml.
+require_core("djpool-mysql", __version__, minimum="0.1", below="1")
+
+
+class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
+    def djpool_sqlalchemy_dialect(self) -> Any:
+        from sqlalchemy.dialects.mysql.mysqldb import MySQLDialect_mysqldb
+
+        return MySQLDialect_mysqldb(dbapi=base.Database)
+
+    @staticmethod
+    def djpool_in_transaction(dbapi_connection: Any) -> bool:
+        # mysqlclient reads the server's autocommit status flag locally. Django
+        # opens transactions by turning autocommit off, so with autocommit on
+        # nothing is left to roll back (a raw "BEGIN" is the exception; see
+        # the README).
+        return not dbapi_connection.get_autocommit()
+
+    def djpool_full_reset(self, dbapi_connection: Any, conn_params: dict[str, Any]) -> None:
+        # COM_CHANGE_USER to the same account resets the session: user
+        # variables, temporary tables, session variables, prepared statements.
+        # The client's init_command does not run again after it, so replay it.
+        dbapi_connection.change_user(
+            conn_params.get("user", ""),
+            conn_params.get("password", conn_params.get("passwd", "")),
+            conn_params.get("database", conn_params.get("db", "")),
+        )
+        init_command = conn_params.get("init_command")
+        if init_command:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(init_command)
+            finally:
+                cursor.close()

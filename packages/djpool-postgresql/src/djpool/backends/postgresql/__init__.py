@@ -1,0 +1,1 @@
+"""Pooled PostgreSQL backend: ENGINE ``djpool.backends.postgresql``."""

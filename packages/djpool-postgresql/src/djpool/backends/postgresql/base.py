@@ -1,0 +1,52 @@
+"""PostgreSQL database backend for Django, with djpool's connection pool.
+
+Django's own PostgreSQL backend runs unchanged; connections come from the
+pool. The driver is chosen by Django's own rule: psycopg (3) if it can be
+imported, else psycopg2. Requires psycopg >= 3.1.8 or psycopg2 >= 2.8.4.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.backends.postgresql import base
+
+from djpool.backends.postgresql.__about__ import __version__
+from djpool.core.compat import require_core
+from djpool.core.mixins import PooledDatabaseWrapperMixin
+
+# Keep in step with the djpool-core range in this package's pyproject.toml.
+require_core("djpool-postgresql", __version__, minimum="0.1", below="1")
+
+# psycopg and psycopg2 both report libpq's PQtransactionStatus; 0 is IDLE.
+_TRANSACTION_IDLE = 0
+
+
+class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
+    # Django's get_new_connection() sets it on the wrapper for each connection.
+    djpool_wrapper_state = ("isolation_level",)
+
+    def djpool_sqlalchemy_dialect(self) -> Any:
+        if base.is_psycopg3:
+            from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg as Dialect
+        else:
+            from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2 as Dialect
+        return Dialect(dbapi=base.Database)
+
+    @staticmethod
+    def djpool_in_transaction(dbapi_connection: Any) -> bool:
+        return bool(dbapi_connection.info.transaction_status != _TRANSACTION_IDLE)
+
+    def djpool_full_reset(self, dbapi_connection: Any, conn_params: dict[str, Any]) -> None:
+        # DISCARD ALL: SET values (search_path, role, time zone), temporary
+        # tables, prepared statements, advisory locks, LISTEN. It cannot run
+        # in a transaction block, so switch to autocommit for it.
+        autocommit = dbapi_connection.autocommit
+        if not autocommit:
+            dbapi_connection.autocommit = True
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("DISCARD ALL")
+        finally:
+            if not autocommit:
+                dbapi_connection.autocommit = False

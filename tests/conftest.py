@@ -1,0 +1,128 @@
+"""Test session setup: a fresh database on the real server, Django configured on it.
+
+``DJPOOL_TEST_BACKEND`` (postgresql or mysql) picks the server. Each pytest
+process works in a database of its own (``djpool_t<pid>``), so server-side
+connection counts see only this run's sessions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import django
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from tests.servers import BACKEND, Server, make_server
+
+SERVER = make_server()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if settings.configured:
+        return
+    SERVER.create_database(SERVER.database)
+    settings.configure(
+        DATABASES={"default": SERVER.settings(POOL_OPTIONS={"POOL_SIZE": 2, "MAX_OVERFLOW": 2, "TIMEOUT": 5})},
+        INSTALLED_APPS=["django.contrib.contenttypes", "tests.testapp"],
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+        DEFAULT_AUTO_FIELD="django.db.models.AutoField",
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    from django.db import connections
+
+    from djpool.core import registry
+
+    connections.close_all()
+    registry.close_all()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not settings.configured:
+        return
+    from django.db import connections
+
+    from djpool.core import registry
+
+    connections.close_all()
+    registry.close_all()
+    SERVER.drop_database(SERVER.database)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip = pytest.mark.skip(reason=f"needs another server; DJPOOL_TEST_BACKEND={BACKEND}")
+    for item in items:
+        for vendor in ("postgresql", "mysql"):
+            if vendor != BACKEND and vendor in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def server() -> Server:
+    return SERVER
+
+
+_alias_numbers = itertools.count()
+
+
+@pytest.fixture
+def make_alias() -> Iterator[Callable[..., str]]:
+    """Add a database alias with the given POOL_OPTIONS (and other settings); clean up after."""
+    from django.db import connections
+
+    from djpool.core import registry
+
+    created: list[str] = []
+
+    def make(pool_options: dict[str, Any] | None = None, **extra: Any) -> str:
+        alias = f"pool{next(_alias_numbers)}"
+        entry = SERVER.settings(POOL_OPTIONS=pool_options or {}, **extra)
+        # connections.settings is settings.DATABASES, completed with defaults.
+        connections.settings[alias] = connections.configure_settings({"default": {}, alias: entry})[alias]
+        created.append(alias)
+        return alias
+
+    yield make
+
+    for alias in created:
+        try:
+            connections[alias].close()
+            del connections[alias]
+        except ImproperlyConfigured:
+            pass  # the test's point was that this alias cannot be used
+        registry.close_all(alias)
+        del connections.settings[alias]
+
+
+def run_in_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
+    """Run ``target(i)`` in ``count`` threads; close their Django connections; re-raise errors."""
+    from django.db import connections
+
+    results: list[Any] = [None] * count
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            results[index] = target(index)
+        except BaseException as error:  # noqa: BLE001 - reported to the test below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    if errors:
+        raise errors[0]
+    return results

@@ -1,0 +1,55 @@
+"""MySQL/MariaDB-specific behaviour of djpool.backends.mysql."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connections
+
+pytestmark = pytest.mark.mysql
+
+
+def session_status(cursor, name: str) -> int:
+    cursor.execute("SHOW SESSION STATUS LIKE %s", [name])
+    return int(cursor.fetchone()[1])
+
+
+def test_checkout_sends_no_extra_statements(make_alias):
+    """No ping, no re-run of Django's SET, no ROLLBACK on a busy connection."""
+    conn = connections[make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})]
+    with conn.cursor() as cursor:
+        before = session_status(cursor, "Questions")
+    conn.close()
+    for _ in range(5):
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        conn.close()
+    with conn.cursor() as cursor:
+        after = session_status(cursor, "Questions")
+    conn.close()
+    # SHOW STATUS itself counts once, plus the five SELECTs.
+    assert after - before == 6
+
+
+def test_user_variables_and_full_reset(make_alias):
+    plain = connections[make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})]
+    with plain.cursor() as cursor:
+        cursor.execute("SET @leak = 42")
+    plain.close()
+    with plain.cursor() as cursor:
+        cursor.execute("SELECT @leak")
+        assert cursor.fetchone()[0] == 42
+    plain.close()
+
+    reset = connections[make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "RESET_ON_RETURN": "full"})]
+    with reset.cursor() as cursor:
+        cursor.execute("SET @leak = 42")
+        cursor.execute("SELECT CONNECTION_ID()")
+        session = cursor.fetchone()[0]
+    reset.close()
+    with reset.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID(), @leak, @@character_set_client")
+        row = cursor.fetchone()
+    reset.close()
+    assert row[0] == session
+    assert row[1] is None
+    assert row[2] == "utf8mb4"

@@ -1,0 +1,68 @@
+"""PostgreSQL-specific behaviour of djpool.backends.postgresql."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connections, transaction
+
+pytestmark = pytest.mark.postgresql
+
+
+def test_raw_connection_features_work(make_alias):
+    conn = connections[make_alias()]
+    conn.ensure_connection()
+    assert conn.connection.info.server_version >= 120000
+    assert conn.pg_version >= 120000
+    conn.close()
+
+
+def test_server_side_cursor_iteration(make_alias):
+    from tests.testapp.models import Item
+
+    alias = make_alias()
+    Item.objects.using(alias).bulk_create(Item(name=f"ssc{i}", value=i) for i in range(50))
+    try:
+        with transaction.atomic(using=alias):
+            values = [item.value for item in Item.objects.using(alias).filter(name__startswith="ssc").order_by("value").iterator(chunk_size=7)]
+        assert values == list(range(50))
+    finally:
+        Item.objects.using(alias).filter(name__startswith="ssc").delete()
+        connections[alias].close()
+
+
+def test_session_state_survives_by_default_and_full_reset_clears_it(make_alias):
+    plain = connections[make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})]
+    with plain.cursor() as cursor:
+        cursor.execute("SET search_path TO leaked")
+    plain.close()
+    with plain.cursor() as cursor:
+        cursor.execute("SHOW search_path")
+        assert cursor.fetchone()[0] == "leaked"
+    plain.close()
+
+    reset = connections[make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "RESET_ON_RETURN": "full"})]
+    with reset.cursor() as cursor:
+        cursor.execute("SET search_path TO leaked")
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    reset.close()
+    with reset.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] == pid
+        cursor.execute("SHOW search_path")
+        assert cursor.fetchone()[0] != "leaked"
+        # Django's own setup is applied again after the reset.
+        cursor.execute("SHOW TIME ZONE")
+        assert cursor.fetchone()[0] == "UTC"
+    reset.close()
+
+
+def test_no_rollback_is_sent_for_an_idle_connection(make_alias, server):
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
+    conn = connections[alias]
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    conn.close()
+    (query,) = server.query("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid])[0]
+    assert query == "SELECT pg_backend_pid()"

@@ -1,0 +1,110 @@
+"""Direct, unpooled access to the test servers: what the server itself sees.
+
+Tests assert pooling behaviour through the server (backend PIDs, connection
+counts), so these helpers talk to it over a separate raw driver connection
+that the pool under test never touches.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+BACKEND = os.environ.get("DJPOOL_TEST_BACKEND", "postgresql")
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Server:
+    """One database server and a database created for this test session."""
+
+    vendor: str
+    engine: str
+    port: int
+    user: str
+    database: str
+    pid_query: str
+
+    def settings(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "ENGINE": self.engine,
+            "NAME": self.database,
+            "USER": self.user,
+            "PASSWORD": "",
+            "HOST": HOST,
+            "PORT": self.port,
+            **extra,
+        }
+
+    def admin_connect(self, database: str | None = None) -> Any:
+        if self.vendor == "postgresql":
+            try:
+                import psycopg
+
+                return psycopg.connect(host=HOST, port=self.port, user=self.user, dbname=database or "postgres", autocommit=True)
+            except ImportError:
+                import psycopg2
+
+                conn = psycopg2.connect(host=HOST, port=self.port, user=self.user, dbname=database or "postgres")
+                conn.autocommit = True
+                return conn
+        import MySQLdb
+
+        return MySQLdb.connect(host=HOST, port=self.port, user=self.user, passwd="", autocommit=True)
+
+    def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        conn = self.admin_connect()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql, params)
+            rows = list(cursor.fetchall()) if cursor.description else []
+            cursor.close()
+            return rows
+        finally:
+            conn.close()
+
+    def connection_count(self, database: str | None = None) -> int:
+        """Sessions the server has open on the database (default: this session's)."""
+        database = database or self.database
+        if self.vendor == "postgresql":
+            sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        else:
+            sql = "SELECT count(*) FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()"
+        return int(self.query(sql, [database])[0][0])
+
+    def session_ids(self, database: str | None = None) -> set[int]:
+        database = database or self.database
+        if self.vendor == "postgresql":
+            sql = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        else:
+            sql = "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()"
+        return {int(row[0]) for row in self.query(sql, [database])}
+
+    def kill(self, session_id: int) -> None:
+        if self.vendor == "postgresql":
+            self.query("SELECT pg_terminate_backend(%s)", [session_id])
+        else:
+            self.query(f"KILL CONNECTION {int(session_id)}")
+
+    def create_database(self, name: str) -> None:
+        self.drop_database(name)
+        if self.vendor == "postgresql":
+            self.query(f'CREATE DATABASE "{name}"')
+        else:
+            self.query(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+
+    def drop_database(self, name: str) -> None:
+        if self.vendor == "postgresql":
+            self.query(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            self.query(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def make_server(vendor: str = BACKEND) -> Server:
+    database = f"djpool_t{os.getpid()}"
+    if vendor == "postgresql":
+        return Server("postgresql", "djpool.backends.postgresql", 5432, "postgres", database, "SELECT pg_backend_pid()")
+    if vendor == "mysql":
+        return Server("mysql", "djpool.backends.mysql", 3306, "root", database, "SELECT CONNECTION_ID()")
+    raise ValueError(f"DJPOOL_TEST_BACKEND must be 'postgresql' or 'mysql'; got {vendor!r}")
