@@ -2,7 +2,9 @@
 
 ``DJPOOL_TEST_BACKEND`` (postgresql or mysql) picks the server. Each pytest
 process works in a database of its own (``djpool_t<pid>``), so server-side
-connection counts see only this run's sessions.
+connection counts see only this run's sessions. Backends with no server here
+(oracle, jdbc) configure Django in their own ``tests/<backend>/conftest.py``;
+the server-backed suites (tests/core, …) are then skipped.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from tests.servers import BACKEND, Server, make_server
+from tests.servers import BACKEND, SERVER_BACKENDS, Server, make_server
 
-SERVER = make_server()
+SERVER = make_server() if BACKEND in SERVER_BACKENDS else None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if settings.configured:
+    if settings.configured or SERVER is None:
         return
     SERVER.create_database(SERVER.database)
     settings.configure(
@@ -47,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if not settings.configured:
+    if not settings.configured or SERVER is None:
         return
     from django.db import connections
 
@@ -61,13 +63,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip = pytest.mark.skip(reason=f"needs another server; DJPOOL_TEST_BACKEND={BACKEND}")
     for item in items:
-        for vendor in ("postgresql", "mysql"):
+        for vendor in SERVER_BACKENDS:
             if vendor != BACKEND and vendor in item.keywords:
                 item.add_marker(skip)
+        if SERVER is None and "server_backed" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=f"needs PostgreSQL or MySQL; DJPOOL_TEST_BACKEND={BACKEND}"))
 
 
 @pytest.fixture
 def server() -> Server:
+    assert SERVER is not None
     return SERVER
 
 

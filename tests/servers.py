@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 BACKEND = os.environ.get("DJPOOL_TEST_BACKEND", "postgresql")
+SERVER_BACKENDS = ("postgresql", "mysql")
 HOST = "127.0.0.1"
 
 

@@ -15,6 +15,8 @@ from django.db import connections, transaction
 from djpool.core import PoolTimeout, stats
 from tests.conftest import run_in_threads
 
+pytestmark = pytest.mark.server_backed
+
 
 def backend_pid(connection) -> int:
     from tests.conftest import SERVER
