@@ -1,0 +1,253 @@
+"""POOL_MODE = "transaction": the connection goes back to the pool between transactions.
+
+Each test checks, through the pool's counters and the server's session ids, that a
+connection is held exactly as long as a transaction or an open cursor needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, transaction
+
+from djpool.core import PoolTimeout, stats
+from tests.conftest import run_in_threads
+
+pytestmark = pytest.mark.server_backed
+
+TRANSACTION_MODE = {"POOL_MODE": "transaction", "POOL_SIZE": 2, "MAX_OVERFLOW": 0, "TIMEOUT": 5}
+
+
+def session_id(conn, server) -> int:
+    with conn.cursor() as cursor:
+        cursor.execute(server.pid_query)
+        return int(cursor.fetchone()[0])
+
+
+def test_connection_goes_back_when_the_cursor_closes(make_alias, server):
+    alias = make_alias(TRANSACTION_MODE)
+    conn = connections[alias]
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert stats(alias)["checked_out"] == 1
+    assert stats(alias)["checked_out"] == 0
+    assert conn.connection is None
+    # And is taken again transparently.
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT 2")
+        assert cursor.fetchone()[0] == 2
+    assert stats(alias)["checked_out"] == 0
+    assert stats(alias)["connects"] == 1
+
+
+def test_orm_queries_release_between_statements(make_alias):
+    from tests.testapp.models import Item
+
+    alias = make_alias(TRANSACTION_MODE)
+    Item.objects.using(alias).create(name="tx-orm")
+    assert stats(alias)["checked_out"] == 0
+    assert Item.objects.using(alias).filter(name="tx-orm").count() == 1
+    assert stats(alias)["checked_out"] == 0
+    Item.objects.using(alias).filter(name="tx-orm").delete()
+    assert stats(alias)["checked_out"] == 0
+
+
+def test_atomic_block_runs_on_one_session_and_holds_it(make_alias, server):
+    alias = make_alias(TRANSACTION_MODE)
+    conn = connections[alias]
+    with transaction.atomic(using=alias):
+        ids = {session_id(conn, server) for _ in range(3)}
+        with transaction.atomic(using=alias):  # savepoint
+            ids.add(session_id(conn, server))
+        assert stats(alias)["checked_out"] == 1
+    assert len(ids) == 1
+    assert stats(alias)["checked_out"] == 0
+
+
+def test_manual_transaction_holds_until_autocommit_is_restored(make_alias, server):
+    from tests.testapp.models import Item
+
+    alias = make_alias(TRANSACTION_MODE)
+    conn = connections[alias]
+    conn.set_autocommit(False)
+    first = session_id(conn, server)
+    Item.objects.using(alias).create(name="tx-manual")
+    assert session_id(conn, server) == first
+    assert stats(alias)["checked_out"] == 1
+    conn.commit()
+    assert stats(alias)["checked_out"] == 1
+    conn.set_autocommit(True)
+    assert stats(alias)["checked_out"] == 0
+    assert Item.objects.using(alias).filter(name="tx-manual").exists()
+    Item.objects.using(alias).filter(name="tx-manual").delete()
+
+
+def test_rollback_and_on_commit_behave_as_stock(make_alias):
+    from tests.testapp.models import Item
+
+    alias = make_alias(TRANSACTION_MODE)
+    ran = []
+    with pytest.raises(RuntimeError):
+        with transaction.atomic(using=alias):
+            Item.objects.using(alias).create(name="tx-rolled-back")
+            transaction.on_commit(lambda: ran.append("rolled back"), using=alias)
+            raise RuntimeError
+    with transaction.atomic(using=alias):
+        Item.objects.using(alias).create(name="tx-committed")
+        # The hook itself queries: it runs after the commit, outside the transaction.
+        transaction.on_commit(lambda: ran.append(Item.objects.using(alias).filter(name="tx-committed").count()), using=alias)
+    assert ran == [1]
+    assert not Item.objects.using(alias).filter(name="tx-rolled-back").exists()
+    assert stats(alias)["checked_out"] == 0
+    Item.objects.using(alias).filter(name="tx-committed").delete()
+
+
+def test_select_for_update_and_durable(make_alias):
+    from tests.testapp.models import Item
+
+    alias = make_alias(TRANSACTION_MODE)
+    item = Item.objects.using(alias).create(name="tx-lock")
+    with transaction.atomic(using=alias, durable=True):
+        locked = Item.objects.using(alias).select_for_update().get(pk=item.pk)
+        locked.value = 7
+        locked.save(using=alias)
+    assert Item.objects.using(alias).get(pk=item.pk).value == 7
+    item.delete(using=alias)
+    assert stats(alias)["checked_out"] == 0
+
+
+def test_iterator_holds_one_connection_until_exhausted(make_alias, server):
+    from tests.testapp.models import Item
+
+    alias = make_alias(TRANSACTION_MODE)
+    Item.objects.using(alias).bulk_create(Item(name=f"tx-it{i}", value=i) for i in range(30))
+    iterator = Item.objects.using(alias).filter(name__startswith="tx-it").order_by("value").iterator(chunk_size=4)
+    values = [next(iterator).value]
+    assert stats(alias)["checked_out"] == 1
+    values.extend(item.value for item in iterator)
+    assert values == list(range(30))
+    assert stats(alias)["checked_out"] == 0
+    Item.objects.using(alias).filter(name__startswith="tx-it").delete()
+
+
+@pytest.mark.parametrize("mode", ["transaction", "session"])
+def test_few_connections_serve_many_threads(make_alias, server, mode):
+    """Requests that spend time outside the database hold no connection meanwhile.
+
+    12 threads x 3 requests, each with 0.2 s of non-database work between two
+    queries, on 2 connections with TIMEOUT 0.5 s: transaction mode serves them
+    all; session mode (the control) must time out.
+    """
+    alias = make_alias({**TRANSACTION_MODE, "POOL_MODE": mode, "TIMEOUT": 0.5})
+    baseline = server.connection_count()
+
+    def request(thread_number):
+        conn = connections[alias]
+        done = 0
+        for _ in range(3):
+            try:
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+                time.sleep(0.2)  # rendering, an API call...
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT 2")
+                done += 1
+            except PoolTimeout:
+                pass
+            finally:
+                conn.close()  # request_finished
+        return done
+
+    done = run_in_threads(12, request)
+    assert server.connection_count() - baseline <= 2
+    assert stats(alias)["connects"] <= 2
+    if mode == "transaction":
+        assert done == [3] * 12
+        assert stats(alias)["timeouts"] == 0
+    else:
+        assert stats(alias)["timeouts"] > 0
+
+
+def test_other_threads_progress_while_one_holds_a_transaction(make_alias):
+    alias = make_alias(TRANSACTION_MODE)
+    holder_in = threading.Event()
+    release = threading.Event()
+
+    def holder():
+        with transaction.atomic(using=alias):
+            with connections[alias].cursor() as cursor:
+                cursor.execute("SELECT 1")
+            holder_in.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=lambda: (holder(), connections.close_all()))
+    thread.start()
+    assert holder_in.wait(10)
+    try:
+        def short(i):
+            with connections[alias].cursor() as cursor:
+                cursor.execute("SELECT 1")
+                return cursor.fetchone()[0]
+
+        assert run_in_threads(6, short) == [1] * 6
+    finally:
+        release.set()
+        thread.join(10)
+
+
+def test_no_uncommitted_work_or_local_setting_reaches_the_next_user(make_alias, server):
+    from tests.testapp.models import Item
+
+    alias = make_alias({**TRANSACTION_MODE, "POOL_SIZE": 1})
+    local_set = "SET LOCAL lock_timeout = '1234ms'" if server.vendor == "postgresql" else "SET @tx_marker = 1"
+    with pytest.raises(RuntimeError):
+        with transaction.atomic(using=alias):
+            Item.objects.using(alias).create(name="tx-leak")
+            with connections[alias].cursor() as cursor:
+                cursor.execute(local_set)
+            raise RuntimeError
+    conn = connections[alias]
+    assert not Item.objects.using(alias).filter(name="tx-leak").exists()
+    if server.vendor == "postgresql":
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW lock_timeout")
+            assert cursor.fetchone()[0] != "1234ms"
+
+
+def test_session_level_set_outside_a_transaction_is_warned_once(make_alias, caplog):
+    alias = make_alias(TRANSACTION_MODE)
+    conn = connections[alias]
+    statement = "SET @@session.sql_select_limit = 50" if conn.vendor == "mysql" else "SET statement_timeout = 12345"
+    with caplog.at_level(logging.WARNING, logger="djpool.backends"):
+        for _ in range(3):
+            with conn.cursor() as cursor:
+                cursor.execute(statement)
+        with transaction.atomic(using=alias):
+            with conn.cursor() as cursor:
+                cursor.execute("SET LOCAL statement_timeout = 0" if conn.vendor == "postgresql" else "SELECT 1")
+    warnings = [r for r in caplog.records if "changes the session outside a transaction" in r.getMessage()]
+    assert len(warnings) == 1
+    assert statement in warnings[0].getMessage()
+    # Leave the shared connection as we found it.
+    with conn.cursor() as cursor:
+        cursor.execute("SET @@session.sql_select_limit = DEFAULT" if conn.vendor == "mysql" else "RESET statement_timeout")
+
+
+def test_server_details_readable_after_hand_back(make_alias):
+    conn = connections[make_alias(TRANSACTION_MODE)]
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert conn.connection is None
+    version = conn.get_database_version()
+    assert version and version[0] > 0
+    assert stats(conn.alias)["checked_out"] == 0
+
+
+def test_conn_max_age_is_refused_with_transaction_mode(make_alias):
+    alias = make_alias(TRANSACTION_MODE, CONN_MAX_AGE=60)
+    with pytest.raises(ImproperlyConfigured, match=r"CONN_MAX_AGE must be 0 with POOL_OPTIONS\['POOL_MODE'\] = 'transaction'; got 60"):
+        connections[alias]
