@@ -22,7 +22,10 @@ require_core("djpool-postgresql", __version__, minimum="0.1", below="1")
 _TRANSACTION_IDLE = 0
 
 
-class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
+class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
+    """The PostgreSQL vendor hooks, shared by every PostgreSQL-based ENGINE
+    (``postgresql``, ``postgis``, ``postgresql.django_tenants``)."""
+
     # Django's get_new_connection() sets it on the wrapper for each connection.
     djpool_wrapper_state = ("isolation_level",)
 
@@ -50,3 +53,7 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
         finally:
             if not autocommit:
                 dbapi_connection.autocommit = False
+
+
+class DatabaseWrapper(PostgreSQLPoolMixin, base.DatabaseWrapper):
+    pass

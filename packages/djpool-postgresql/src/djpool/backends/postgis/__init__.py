@@ -1,0 +1,1 @@
+"""Pooled PostGIS backend: ENGINE ``djpool.backends.postgis`` (shipped by djpool-postgresql)."""
