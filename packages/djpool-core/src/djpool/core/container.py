@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import PoolProxiedConnection
 
+from djpool.core import housekeeping
+from djpool.core import leaks, signals
 from djpool.core.dialect import PoolDialect
 from djpool.core.exceptions import PoolTimeout
 from djpool.core.options import PoolOptions
@@ -34,6 +37,10 @@ logger = logging.getLogger("djpool.pool")
 # given back, or SUSPECT when the request that used it saw a database error.
 LAST_USED = "djpool.last_used"
 SUSPECT = float("-inf")
+
+# Each connection's RECYCLE age is shortened by a random fraction up to this,
+# so connections opened in one burst do not all expire in the same second.
+RECYCLE_JITTER = 0.1
 
 _creating = threading.local()
 
@@ -76,6 +83,9 @@ class ConnectionPool:
         self.waits = 0
         self.wait_time_total = 0.0
         self.wait_time_max = 0.0
+        self.idle_closed = 0
+        self.recycled = 0
+        self.warmup_connects = 0
         self.pool = FairQueuePool(
             self._create_dbapi_connection,
             pool_size=options.pool_size,
@@ -91,6 +101,10 @@ class ConnectionPool:
             pre_ping=False,
         )
         event.listen(self.pool, "invalidate", self._record_invalidation)
+        # LEAK_DETECTION: None unless on; see djpool.core.leaks.
+        self.leaks = leaks.LeakDetector(self, options.leak_detection) if options.leak_detection else None
+        if options.needs_housekeeping:
+            housekeeping.register(self)
 
     def __repr__(self) -> str:
         return f"<ConnectionPool alias={self.alias!r} {self.pool.status()}>"
@@ -108,10 +122,14 @@ class ConnectionPool:
                     connection = self._replace_if_dead(connection)
         except sa_exc.TimeoutError:
             self.timeouts += 1
+            if signals.checkout_timed_out.receivers:
+                signals.send(signals.checkout_timed_out, self, timeout=self.options.timeout)
             raise PoolTimeout(self._timeout_message()) from None
         finally:
             _creating.wrapper = None
         self.checkouts += 1
+        if self.leaks is not None or signals.connection_checked_out.receivers or signals.connection_checked_in.receivers:
+            leaks.on_checkout(self, connection)
         return connection
 
     def checkin(self, connection: PoolProxiedConnection, suspect: bool = False) -> None:
@@ -122,6 +140,8 @@ class ConnectionPool:
         """
         if connection.dbapi_connection is not None:
             connection.info[LAST_USED] = SUSPECT if suspect else time.monotonic()
+        if self.leaks is not None or signals.connection_checked_in.receivers:
+            leaks.on_checkin(self, connection)
         connection.close()
 
     def _replace_if_dead(self, connection: PoolProxiedConnection) -> PoolProxiedConnection:
@@ -139,11 +159,22 @@ class ConnectionPool:
 
     def _create_dbapi_connection(self, record: Any) -> Any:
         wrapper = getattr(_creating, "wrapper", None)
-        if wrapper is None:
-            # Opened outside a checkout (warm-up): use a private wrapper.
+        warming_up = wrapper is None
+        if warming_up:
+            # Opened by the housekeeper, outside any request: use a private wrapper.
             wrapper = self._wrapper_class(self._settings_dict, self.alias)
         dbapi_connection = wrapper.djpool_open_dbapi_connection(self._conn_params)
+        if self.options.recycle is not None:
+            # SQLAlchemy set starttime just before calling us; backdating it
+            # makes this connection's recycle age come up to 10% early.
+            record.starttime -= random.uniform(0, RECYCLE_JITTER * self.options.recycle)
+        if warming_up:
+            # It will wait idle: let the idle-threshold pre-ping apply to it.
+            record.info[LAST_USED] = time.monotonic()
+            self.warmup_connects += 1
         self.connects += 1
+        if signals.connection_opened.receivers:
+            signals.send(signals.connection_opened, self, dbapi_connection=dbapi_connection)
         logger.debug("Opened a new connection for pool %r (%d opened so far)", self.alias, self.connects)
         return dbapi_connection
 
@@ -157,6 +188,8 @@ class ConnectionPool:
 
     def _record_invalidation(self, dbapi_connection: Any, record: Any, exception: Any) -> None:
         self.invalidations += 1
+        if signals.connection_invalidated.receivers:
+            signals.send(signals.connection_invalidated, self, dbapi_connection=dbapi_connection, exception=exception)
 
     def _timeout_message(self) -> str:
         o = self.options
@@ -184,6 +217,9 @@ class ConnectionPool:
             "waits": self.waits,
             "wait_time_total": self.wait_time_total,
             "wait_time_max": self.wait_time_max,
+            "idle_closed": self.idle_closed,
+            "recycled": self.recycled,
+            "warmup_connects": self.warmup_connects,
         }
 
     def dispose(self) -> int:
@@ -192,7 +228,25 @@ class ConnectionPool:
 
     def close(self) -> None:
         """Close idle connections now and the checked-out ones when they come back."""
+        housekeeping.unregister(self)
         self.pool.close()
+
+    def housekeep(self) -> None:
+        """One round of background maintenance (the housekeeper thread calls this).
+
+        Only idle connections are touched: checked-out ones belong to requests.
+        """
+        options = self.options
+        if options.idle_timeout is not None:
+            closed = self.pool.close_idle_since(time.monotonic() - options.idle_timeout, keep=options.min_idle)
+            if closed:
+                self.idle_closed += closed
+                logger.debug("Closed %d connections idle over %g s in pool %r", closed, options.idle_timeout, self.alias)
+        if options.recycle is not None:
+            recycle = options.recycle
+            self.recycled += self.pool.close_idle_older_than(lambda record: record.starttime + recycle)
+        while options.min_idle and self.pool.open_idle(options.min_idle):
+            pass
 
     def abandon_after_fork(self, detach: Any) -> None:
         self.dialect.abandoned = True

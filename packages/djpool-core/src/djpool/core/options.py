@@ -40,6 +40,14 @@ class PoolOptions:
     use_lifo: bool = False
     pool_mode: str = "session"
     reset_on_return: str = "rollback"
+    leak_detection: float | None = None
+    min_idle: int = 0
+    idle_timeout: float | None = None
+
+    @property
+    def needs_housekeeping(self) -> bool:
+        """True when a background thread must warm up or shrink this pool."""
+        return self.min_idle > 0 or self.idle_timeout is not None
 
     @property
     def max_connections(self) -> int | None:
@@ -79,6 +87,20 @@ def _recycle(value: Any) -> tuple[bool, Any, str]:
     return _is_number(value) and value > 0, float(value) if _is_number(value) else value, allowed
 
 
+def _optional_positive_number(value: Any) -> tuple[bool, Any, str]:
+    allowed = "a number of seconds greater than 0, or None (off)"
+    if value is None:
+        return True, None, allowed
+    return _is_number(value) and value > 0, float(value) if _is_number(value) else value, allowed
+
+
+def _leak_detection(value: Any) -> tuple[bool, Any, str]:
+    allowed = "a number of seconds greater than 0, or None (or 0) for off"
+    if value is None or (_is_number(value) and value == 0):
+        return True, None, allowed
+    return _is_number(value) and value > 0, float(value) if _is_number(value) else value, allowed
+
+
 def _bool(value: Any) -> tuple[bool, Any, str]:
     return isinstance(value, bool), value, "True or False"
 
@@ -107,6 +129,9 @@ _VALIDATORS: dict[str, Callable[[Any], tuple[bool, Any, str]]] = {
     "USE_LIFO": _bool,
     "POOL_MODE": _choice(POOL_MODES),
     "RESET_ON_RETURN": _choice(RESET_MODES),
+    "LEAK_DETECTION": _leak_detection,
+    "MIN_IDLE": _int_at_least(0, "an integer of 0 or more, at most POOL_SIZE"),
+    "IDLE_TIMEOUT": _optional_positive_number,
 }
 
 _defaults = PoolOptions()
@@ -151,7 +176,17 @@ def parse_pool_options(alias: str, pool_options: Any) -> PoolOptions:
         raise ImproperlyConfigured(
             f"{where} must be a dict; got {pool_options!r} ({type(pool_options).__name__})."
         )
-    return dataclasses.replace(_defaults, **_validate(where, pool_options))
+    options = dataclasses.replace(_defaults, **_validate(where, pool_options))
+    _check_consistency(where, options)
+    return options
+
+
+def _check_consistency(where: str, options: PoolOptions) -> None:
+    if options.min_idle > options.pool_size:
+        raise ImproperlyConfigured(
+            f"{where}['MIN_IDLE'] must be at most POOL_SIZE ({options.pool_size}); "
+            f"got {options.min_idle}. Connections above POOL_SIZE are closed when returned."
+        )
 
 
 def setup(**kwargs: Any) -> PoolOptions:
@@ -173,7 +208,9 @@ def setup(**kwargs: Any) -> PoolOptions:
             )
     values = _validate("djpool.core.setup()", {name.upper(): value for name, value in kwargs.items()})
     with _defaults_lock:
-        _defaults = dataclasses.replace(_defaults, **values)
+        defaults = dataclasses.replace(_defaults, **values)
+        _check_consistency("djpool.core.setup()", defaults)
+        _defaults = defaults
         return _defaults
 
 

@@ -69,7 +69,9 @@ class FairQueuePool(Pool):
         self._use_lifo = use_lifo
         self._on_wait = on_wait
         self._lock = threading.Lock()
-        self._idle: collections.deque[ConnectionPoolEntry] = collections.deque()
+        # Idle records with the time.monotonic() they were returned at; the
+        # left end holds the longest idle.
+        self._idle: collections.deque[tuple[ConnectionPoolEntry, float]] = collections.deque()
         self._waiters: collections.deque[_Waiter] = collections.deque()
         # Records that exist (idle, checked out, or being opened): the number
         # the limit applies to.
@@ -84,7 +86,7 @@ class FairQueuePool(Pool):
         waiter = None
         with self._lock:
             if self._idle and not self._waiters:
-                return self._idle.pop() if self._use_lifo else self._idle.popleft()
+                return (self._idle.pop() if self._use_lifo else self._idle.popleft())[0]
             if self._has_capacity():
                 self._opening += 1
             else:
@@ -122,7 +124,7 @@ class FairQueuePool(Pool):
                 waiter.event.set()
                 return
             if len(self._idle) < self._pool_size and not self._closed:
-                self._idle.append(record)
+                self._idle.append((record, time.monotonic()))
                 return
             self._records.discard(record)
         # Overflow connection nobody waits for: close it outside the lock.
@@ -168,7 +170,7 @@ class FairQueuePool(Pool):
         closed = []
         with self._lock:
             while len(self._idle) > keep:
-                record = self._idle.popleft()
+                record = self._idle.popleft()[0]
                 self._records.discard(record)
                 closed.append(record)
             for _ in closed:
@@ -229,6 +231,48 @@ class FairQueuePool(Pool):
 
     def waiting(self) -> int:
         return len(self._waiters)
+
+    # ##### Housekeeping (called from the housekeeper thread, never on checkout) #####
+
+    def close_idle_since(self, before: float, keep: int) -> int:
+        """Close connections idle since before ``before`` (monotonic), keeping ``keep`` open in all."""
+        closed = []
+        with self._lock:
+            while self._idle and self._idle[0][1] < before and len(self._records) - len(closed) > keep:
+                record = self._idle.popleft()[0]
+                self._records.discard(record)
+                closed.append(record)
+            for _ in closed:
+                self._pass_capacity_on()
+        for record in closed:
+            record.close()
+        return len(closed)
+
+    def close_idle_older_than(self, deadline: Callable[[ConnectionPoolEntry], float]) -> int:
+        """Close idle connections whose ``deadline(record)`` (wall clock) has passed."""
+        now = time.time()
+        closed = []
+        with self._lock:
+            kept = collections.deque(entry for entry in self._idle if deadline(entry[0]) > now)
+            if len(kept) != len(self._idle):
+                closed = [entry[0] for entry in self._idle if deadline(entry[0]) <= now]
+                self._idle = kept
+                for record in closed:
+                    self._records.discard(record)
+                    self._pass_capacity_on()
+        for record in closed:
+            record.close()
+        return len(closed)
+
+    def open_idle(self, minimum: int) -> bool:
+        """Open one connection into the pool if fewer than ``minimum`` exist; True if one was opened."""
+        with self._lock:
+            if self._closed or len(self._records) + self._opening >= minimum or not self._has_capacity():
+                return False
+            self._opening += 1
+        record = self._open_record()
+        self._do_return_conn(record)
+        return True
 
     # ##### Fork safety #####
 

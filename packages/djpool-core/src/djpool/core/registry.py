@@ -8,12 +8,14 @@ old database. The key holds the password: it is never logged or shown.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
+from djpool.core import housekeeping
 from djpool.core.container import ConnectionPool
 from djpool.core.options import PoolOptions
 
@@ -139,6 +141,7 @@ def _detach_socket(dbapi_connection: Any) -> None:
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
+    housekeeping.reset_after_fork()
     inherited = list(_pools.values())
     _pools.clear()
     for pool in inherited:
@@ -164,3 +167,8 @@ def _forget_django_connections() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# Graceful shutdown: say goodbye to the server on idle connections instead of
+# dropping the sockets; connections still held by running threads are closed
+# only when given back (close_all never touches a checked-out connection).
+atexit.register(close_all)
