@@ -1,0 +1,109 @@
+"""Fixtures for the reliability suite: a WSGI app, a private server, load helpers."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.servers import BACKEND, SERVER_BACKENDS
+
+
+@pytest.fixture
+def wsgi() -> Iterator[Any]:
+    """Django serving ``tests.reliability.app``; returns a :class:`WSGIClient`.
+
+    ``django.request`` logs every 500 with its traceback; thousands of planned
+    errors would only slow the run down, so it is silenced here.
+    """
+    from django.test import override_settings
+
+    from tests.reliability.app import WSGIClient
+
+    request_logger = logging.getLogger("django.request")
+    disabled = request_logger.disabled
+    request_logger.disabled = True
+    with override_settings(ROOT_URLCONF="tests.reliability.app", ALLOWED_HOSTS=["*"], DEBUG=False):
+        try:
+            yield WSGIClient()
+        finally:
+            request_logger.disabled = disabled
+
+
+@pytest.fixture
+def items(make_alias: Any) -> Iterator[Any]:
+    """The Item model's table, holding only three "seed-" rows; emptied afterwards."""
+    from django.db import connections
+
+    from tests.testapp.models import Item
+
+    Item.objects.all().delete()
+    Item.objects.bulk_create([Item(name=f"seed-{n}") for n in range(3)])
+    connections["default"].close()
+    yield Item
+    Item.objects.all().delete()
+    connections["default"].close()
+
+
+@pytest.fixture(scope="session")
+def private_server() -> Iterator[Any]:
+    """A private server of the selected vendor, for restarts and password checks."""
+    if BACKEND not in SERVER_BACKENDS:
+        pytest.skip("needs PostgreSQL or MySQL")
+    from tests.reliability.privateserver import PrivateServer
+
+    server = PrivateServer(BACKEND, password="relpw" + secrets.token_hex(8))
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def backend_pid(connection: Any) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()" if connection.vendor == "postgresql" else "SELECT CONNECTION_ID()")
+        return int(cursor.fetchone()[0])
+
+
+class PeakWatcher:
+    """Sample a server-side connection count in the background; keep the maximum."""
+
+    def __init__(self, count: Callable[[], int], interval: float = 0.02) -> None:
+        self._count = count
+        self._interval = interval
+        self._stop = threading.Event()
+        self.samples: list[int] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append(self._count())
+            except Exception:
+                pass  # the server may be down on purpose
+            time.sleep(self._interval)
+
+    def __enter__(self) -> PeakWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak(self) -> int:
+        assert self.samples, "the watcher took no sample"
+        return max(self.samples)
+
+
+def jain_fairness(values: list[float]) -> float:
+    """Jain's index: 1.0 when every thread got the same share, 1/n when one got all."""
+    total = sum(values)
+    squares = sum(value * value for value in values)
+    return total * total / (len(values) * squares) if squares else 1.0

@@ -1,0 +1,211 @@
+"""Server faults: restarts under load, sessions killed server-side, RECYCLE.
+
+Restarts use a private server (``private_server``): the shared ones are
+never stopped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from django.core.signals import got_request_exception
+from django.db import connections
+from django.db.utils import InterfaceError, OperationalError
+
+from djpool.core import stats
+from tests.conftest import run_in_threads
+from tests.reliability.conftest import PeakWatcher, backend_pid
+
+pytestmark = pytest.mark.server_backed
+
+
+def private_alias(make_alias: Any, private_server: Any, pool_options: dict[str, Any]) -> str:
+    settings = private_server.settings()
+    return make_alias(pool_options, **{key: settings[key] for key in ("NAME", "USER", "PORT", "HOST")})
+
+
+class RequestLog:
+    """Per request: start and end time, status, backend pid, the exception if any."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[float, float, int, int | None, BaseException | None]] = []
+        self._current = threading.local()
+        self._lock = threading.Lock()
+        got_request_exception.connect(self._on_exception, dispatch_uid=id(self))
+
+    def _on_exception(self, sender: Any, request: Any = None, **kwargs: Any) -> None:
+        import sys
+
+        self._current.error = sys.exc_info()[1]
+
+    def disconnect(self) -> None:
+        got_request_exception.disconnect(dispatch_uid=id(self))
+
+    def request(self, wsgi: Any, alias: str) -> None:
+        import json
+
+        self._current.error = None
+        started = time.monotonic()
+        status, body = wsgi.get("pid", db=alias)
+        ended = time.monotonic()
+        pid = json.loads(body)["pid"] if status == 200 else None
+        with self._lock:
+            self.rows.append((started, ended, status, pid, self._current.error))
+
+
+@pytest.mark.slow
+def test_server_restart_under_load(wsgi, make_alias, private_server):
+    pool_size, max_overflow = 3, 2
+    alias = private_alias(make_alias, private_server, {"POOL_SIZE": pool_size, "MAX_OVERFLOW": max_overflow, "TIMEOUT": 10})
+    log = RequestLog()
+    stop = threading.Event()
+
+    def client(i: int) -> None:
+        while not stop.is_set():
+            log.request(wsgi, alias)
+            time.sleep(0.002)
+
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    try:
+        for worker in workers:
+            worker.start()
+        time.sleep(0.7)
+        down_at = time.monotonic()
+        # Down for longer than PRE_PING_IDLE (1 s): a connection returned
+        # before the stop is pinged before it is handed out again.
+        private_server.restart(down_for=1.2)
+        up_at = time.monotonic()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(30)
+        log.disconnect()
+
+    before = [row for row in log.rows if row[1] < down_at]
+    after = [row for row in log.rows if row[0] > up_at]
+    failed = [row for row in log.rows if row[2] != 200]
+    assert before and after and failed, (len(before), len(after), len(failed))
+    assert all(row[2] == 200 for row in before)
+    # Every request started once the server was back succeeded ...
+    assert [row for row in after if row[2] != 200] == []
+    # ... on a new session: no connection from before the restart was handed out
+    # (a stale one would have failed; PostgreSQL's backend PIDs also show it,
+    # MariaDB numbers connections from 1 again after a restart).
+    if private_server.vendor == "postgresql":
+        assert not {row[3] for row in after} & {row[3] for row in before}
+    # Requests in flight failed with Django's OperationalError (or InterfaceError
+    # for a driver that calls a closed connection an interface error), saying why.
+    for row in failed:
+        assert isinstance(row[4], (OperationalError, InterfaceError)), repr(row[4])
+        assert str(row[4]).strip()
+    figures = stats(alias)
+    assert figures["checked_out"] == 0, figures
+    assert len(private_server.session_ids()) <= pool_size
+
+
+def test_quiet_restart_no_stale_connection_after_idle_threshold(make_alias, private_server):
+    """No traffic while the server restarts: the idle connections are pinged and replaced."""
+    alias = private_alias(make_alias, private_server, {"POOL_SIZE": 2, "MAX_OVERFLOW": 0, "PRE_PING_IDLE": 0.3})
+    old = set(run_in_threads(2, lambda i: (backend_pid(connections[alias]), time.sleep(0.1))[0]))
+    assert len(old) == 2
+    private_server.restart()
+    time.sleep(0.3)
+    new = set(run_in_threads(2, lambda i: (backend_pid(connections[alias]), time.sleep(0.1))[0]))
+    assert len(new) == 2 and not new & old
+    figures = stats(alias)
+    assert figures["checked_out"] == 0
+    assert figures["invalidations"] >= 2
+    assert private_server.session_ids() == new
+
+
+def test_killed_idle_connections_are_replaced_on_checkout(make_alias, server):
+    alias = make_alias({"POOL_SIZE": 2, "MAX_OVERFLOW": 0, "PRE_PING_IDLE": 0.2})
+    old = set(run_in_threads(2, lambda i: (backend_pid(connections[alias]), time.sleep(0.1))[0]))
+    assert len(old) == 2
+    for pid in old:
+        server.kill(pid)
+    time.sleep(0.25)
+    first = backend_pid(connections[alias])
+    connections[alias].close()
+    new = set(run_in_threads(2, lambda i: (backend_pid(connections[alias]), time.sleep(0.1))[0]))
+    assert first not in old and not new & old
+    assert stats(alias)["invalidations"] >= 2
+    assert server.session_ids() & old == set()
+
+
+def test_killed_checked_out_connection_fails_only_its_own_request(make_alias, server):
+    # PRE_PING_IDLE is long: only the error itself can make the pool check the connection.
+    alias = make_alias({"POOL_SIZE": 2, "MAX_OVERFLOW": 0, "PRE_PING_IDLE": 3600, "TIMEOUT": 5})
+    victim = connections[alias]
+    victim_pid = backend_pid(victim)
+    others_ok = []
+    stop = threading.Event()
+
+    def other(i: int) -> None:
+        while not stop.is_set():
+            others_ok.append(backend_pid(connections[alias]))
+            connections[alias].close()
+
+    runner = threading.Thread(target=run_in_threads, args=(1, other))
+    runner.start()
+    try:
+        time.sleep(0.2)
+        server.kill(victim_pid)
+        time.sleep(0.2)
+        with pytest.raises((OperationalError, InterfaceError)):
+            backend_pid(victim)
+        count_at_failure = len(others_ok)
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        runner.join(30)
+    assert len(others_ok) > count_at_failure > 0
+    assert victim_pid not in others_ok
+    victim.close()
+    assert stats(alias)["checked_out"] == 0
+    # The next request on the victim's slot gets a live connection.
+    replacement = run_in_threads(2, lambda i: (backend_pid(connections[alias]), time.sleep(0.1))[0])
+    assert victim_pid not in replacement
+    assert stats(alias)["invalidations"] >= 1
+
+
+def _connection_ages(server: Any) -> str:
+    if server.vendor == "postgresql":
+        return "SELECT pg_backend_pid(), extract(epoch FROM clock_timestamp() - backend_start) FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+    return "SELECT CONNECTION_ID(), NULL"
+
+
+@pytest.mark.slow
+def test_recycle_no_connection_older_than_it_is_handed_out(make_alias, server):
+    recycle = 0.5
+    alias = make_alias({"POOL_SIZE": 2, "MAX_OVERFLOW": 0, "RECYCLE": recycle, "TIMEOUT": 10})
+    first_seen: dict[int, float] = {}
+    worst = [0.0]
+    lock = threading.Lock()
+    deadline = time.monotonic() + 2.5
+
+    def work(i: int) -> None:
+        conn = connections[alias]
+        while time.monotonic() < deadline:
+            before = time.monotonic()
+            with conn.cursor() as cursor:
+                cursor.execute(_connection_ages(server))
+                pid, age = cursor.fetchone()
+            after = time.monotonic()
+            with lock:
+                first_seen.setdefault(pid, before)
+                # PostgreSQL tells the session's age; for MySQL, an upper bound:
+                # the session did not exist before the checkout that first saw it.
+                age = float(age) if age is not None else after - first_seen[pid]
+                worst[0] = max(worst[0], age - (after - before))
+            conn.close()
+            time.sleep(0.01)
+
+    run_in_threads(3, work)
+    assert worst[0] <= recycle + 0.05, worst[0]
+    assert len(first_seen) >= 6, "connections were not recycled"
+    assert stats(alias)["checked_out"] == 0

@@ -1,0 +1,105 @@
+"""Exceptions anywhere in a request: the connection always goes back, rolled back.
+
+Real request cycles through ``WSGIHandler`` (see ``app.py``), 32 threads,
+10,000 requests; afterwards the pool holds nothing, the server never saw more
+than POOL_SIZE + MAX_OVERFLOW sessions, committed writes are all there and
+rolled-back ones are not.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connections
+
+from djpool.core import stats
+from tests.reliability.conftest import PeakWatcher, backend_pid
+
+pytestmark = pytest.mark.server_backed
+
+ROUTES = ["commit", "atomic", "open", "on_commit", "iterate", "iterate_autocommit", "dberror", "pid"]
+EXPECTED_STATUS = {"commit": 200, "pid": 200}
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r not in EXPECTED_STATUS])
+def test_each_failure_returns_the_connection_rolled_back(route, wsgi, items, make_alias, server):
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 2})
+    status, _ = wsgi.get("pid", db=alias)
+    assert status == 200
+    pid_before = backend_pid(connections[alias])
+    connections[alias].close()
+
+    status, _ = wsgi.get(route, db=alias, n=1)
+    assert status == 500
+    assert stats(alias)["checked_out"] == 0
+
+    # The single pooled connection is usable, idle, out of any transaction.
+    conn = connections[alias]
+    assert backend_pid(conn) == pid_before
+    assert conn.get_autocommit() is True
+    with conn.cursor() as cursor:
+        if server.vendor == "postgresql":
+            cursor.execute("SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+            assert cursor.fetchone()[0] == "active"  # this very query; no "idle in transaction" left
+            cursor.execute("SELECT count(*) FROM pg_cursors")
+            assert cursor.fetchone()[0] == 0, "a server-side cursor survived the request"
+        else:
+            cursor.execute("SELECT @@in_transaction")
+            assert cursor.fetchone()[0] == 0
+    conn.close()
+    names = set(items.objects.using(alias).exclude(name__startswith="seed-").values_list("name", flat=True))
+    connections[alias].close()
+    assert names == ({"oc-1"} if route == "on_commit" else set())
+
+
+@pytest.mark.slow
+def test_ten_thousand_failing_requests_across_32_threads(wsgi, items, make_alias, server):
+    pool_size, max_overflow, threads, total = 5, 5, 32, 10_000
+    alias = make_alias({"POOL_SIZE": pool_size, "MAX_OVERFLOW": max_overflow, "TIMEOUT": 60})
+    baseline = server.connection_count()
+    statuses: dict[str, list[int]] = {route: [] for route in ROUTES}
+    errors: list[BaseException] = []
+    counter = iter(range(total))
+    counter_lock = threading.Lock()
+
+    def client() -> None:
+        try:
+            while True:
+                with counter_lock:
+                    n = next(counter, None)
+                if n is None:
+                    return
+                route = ROUTES[n % len(ROUTES)]
+                status, _ = wsgi.get(route, db=alias, n=n)
+                statuses[route].append(status)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    with PeakWatcher(server.connection_count, interval=0.05) as watcher:
+        workers = [threading.Thread(target=client) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(300)
+    assert not errors, errors[:3]
+    assert not any(worker.is_alive() for worker in workers)
+
+    for route, seen in statuses.items():
+        assert set(seen) == {EXPECTED_STATUS.get(route, 500)}, (route, sorted(set(seen)))
+    assert sum(len(seen) for seen in statuses.values()) == total
+
+    figures = stats(alias)
+    assert figures["checked_out"] == 0, figures
+    assert figures["checkouts"] >= total
+    assert watcher.peak - baseline <= pool_size + max_overflow, (watcher.peak, baseline)
+    # What stays open afterwards is the idle part of the pool, nothing more.
+    assert server.connection_count() - baseline <= pool_size
+
+    names = list(items.objects.using(alias).values_list("name", flat=True))
+    connections[alias].close()
+    per_route = total // len(ROUTES)
+    assert len(names) == len(set(names))
+    assert sum(name.startswith("ok-") for name in names) == per_route
+    assert sum(name.startswith("oc-") for name in names) == per_route
+    assert not [name for name in names if name.startswith("rb-")]
