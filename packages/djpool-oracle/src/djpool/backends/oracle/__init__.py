@@ -1,0 +1,1 @@
+"""Pooled Oracle backend (python-oracledb): ENGINE ``djpool.backends.oracle``."""
