@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db.backends.mysql import base
 
+from djpool.backends.mysql.checks import DatabaseValidation
 from djpool.backends.mysql.__about__ import __version__
 from djpool.core.compat import require_core
 from djpool.core.mixins import PooledDatabaseWrapperMixin
@@ -19,6 +20,8 @@ require_core("djpool-mysql", __version__, minimum="0.1", below="1")
 
 
 class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
+    validation_class = DatabaseValidation  # Django's checks plus djpool.W101
+
     def djpool_sqlalchemy_dialect(self) -> Any:
         from sqlalchemy.dialects.mysql.mysqldb import MySQLDialect_mysqldb
 
