@@ -34,6 +34,8 @@ ENGINES = {
     "oracle": ("djpool-oracle", "djpool.backends.oracle.base"),
     "jdbc.oracle": ("djpool-jdbc", "djpool.backends.jdbc.oracle.base"),
     "jdbc.oceanbase": ("djpool-jdbc", "djpool.backends.jdbc.oceanbase.base"),
+    "jdbc.oceanbase.mysql": ("djpool-jdbc", "djpool.backends.jdbc.oceanbase.mysql.base"),
+    "jdbc.oceanbase.oracle": ("djpool-jdbc", "djpool.backends.jdbc.oceanbase.oracle.base"),
     # Not carried over: the guide points its users to jdbc.oceanbase.oracle.
     "odbc.oceanbase.oracle": None,
 }
@@ -101,10 +103,10 @@ def test_engine_prefix_swap(suffix):
         return
     distribution, module = target
     assert module == f"djpool.backends.{suffix}.base"
-    try:
-        spec = importlib.util.find_spec(module)
-    except ModuleNotFoundError:
-        spec = None
-    if spec is None:
+    vendor = ".".join(module.split(".")[:3])  # e.g. djpool.backends.jdbc
+    if importlib.util.find_spec(vendor) is None:
         pytest.skip(f"{distribution} is not installed in this environment")
+    # The distribution is installed: it must ship the predecessor's ENGINE.
+    spec = importlib.util.find_spec(module)
+    assert spec is not None, f"{distribution} does not ship ENGINE djpool.backends.{suffix}"
     assert spec.origin is not None and spec.origin.endswith("base.py")
