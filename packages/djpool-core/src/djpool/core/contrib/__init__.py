@@ -1,0 +1,1 @@
+"""Optional integrations with monitoring tools; each needs its own third-party package."""
