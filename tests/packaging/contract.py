@@ -16,6 +16,8 @@ META = "djpool"
 CORE = "djpool-core"
 
 SUPPORTED_DJANGO = ("4.2", "5.2", "6.0", "6.1")
+#: Distributions that support fewer Django versions than the others (Trove classifiers must say so).
+DJANGO_VERSIONS = {"djpool-jdbc": ("5.2", "6.0", "6.1")}
 SUPPORTED_PYTHON = ("3.10", "3.11", "3.12", "3.13")
 
 #: Vendor distribution -> its driver extras -> the driver distribution each requests.
@@ -24,7 +26,7 @@ DRIVER_EXTRAS: dict[str, dict[str, str]] = {
     "djpool-postgresql": {"psycopg": "psycopg", "psycopg2": "psycopg2-binary"},
     "djpool-mysql": {"mysqlclient": "mysqlclient"},
     "djpool-oracle": {"oracledb": "oracledb"},
-    "djpool-jdbc": {},
+    "djpool-jdbc": {"jpype": "jpype1", "jaydebeapi": "jaydebeapi"},
 }
 
 #: The predecessor's extras, each a one-command working install: extra -> (vendor, its driver extras).
@@ -32,7 +34,7 @@ META_EXTRAS: dict[str, tuple[str, frozenset[str]]] = {
     "postgresql": ("djpool-postgresql", frozenset({"psycopg"})),
     "mysql": ("djpool-mysql", frozenset({"mysqlclient"})),
     "oracle": ("djpool-oracle", frozenset({"oracledb"})),
-    "jdbc": ("djpool-jdbc", frozenset()),
+    "jdbc": ("djpool-jdbc", frozenset({"jpype"})),
 }
 
 #: Vendors with a server on this machine: settings for a real query, and SQL to see sessions.
