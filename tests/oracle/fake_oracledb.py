@@ -42,6 +42,14 @@ def driver_error(number: int) -> oracledb.Error:
         return cls(f"DPY-{number}: (raised by the test stand-in)")
 
 
+def check_connect_arguments(dsn: str | None = None, **kwargs: Any) -> None:
+    """Raise the TypeError the installed python-oracledb raises for an unknown option."""
+    _connect_signature.bind(dsn, **kwargs)
+    # python-oracledb 1.x's connect() takes **kwargs and hands them to ConnectParams.
+    oracledb.ConnectParams(**{k: v for k, v in kwargs.items() if k not in _NOT_CONNECT_PARAMS})
+
+
+_NOT_CONNECT_PARAMS = {"pool", "pool_alias", "conn_class", "params", "handle"}
 NOT_CONNECTED = 1001  # DPY-1001: not connected to database
 CONNECTION_CLOSED = 4011  # DPY-4011: the database or network closed the connection
 
@@ -59,7 +67,7 @@ class FakeServer:
         self._ids: dict[str, itertools.count[int]] = {}
 
     def connect(self, dsn: str | None = None, **kwargs: Any) -> FakeConnection:
-        _connect_signature.bind(dsn, **kwargs)  # TypeError exactly like the driver
+        check_connect_arguments(dsn, **kwargs)
         with self.lock:
             self.connect_calls.append({"dsn": dsn, **kwargs})
             connection = FakeConnection(self, next(self._sids), kwargs.get("user"))

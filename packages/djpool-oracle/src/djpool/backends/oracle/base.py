@@ -42,7 +42,15 @@ def _load_oracledb() -> Any:
     if django.VERSION < (5, 0):
         # Django 4.2's Oracle backend imports cx_Oracle. python-oracledb is
         # cx_Oracle under its new name, and its documentation gives this very
-        # alias for Django before 5.0.
+        # alias for Django before 5.0. From python-oracledb 3.4 on, Binary is
+        # a function, and Django 4.2's isinstance(param, Database.Binary)
+        # fails with TypeError on every query with parameters.
+        if not isinstance(oracledb.Binary, type):
+            raise ImproperlyConfigured(
+                f"Django {django.get_version()}'s Oracle backend needs python-oracledb older "
+                f"than 3.4; you have {oracledb.__version__}. Install 'oracledb>=1.3.2,<3.4', "
+                f"or use Django 5.2 or newer."
+            )
         if sys.modules.setdefault("cx_Oracle", oracledb) is not oracledb:
             raise ImproperlyConfigured(
                 "djpool-oracle runs on python-oracledb, but cx_Oracle was imported "
