@@ -11,6 +11,7 @@ attribute of every djpool JDBC ``DatabaseWrapper``.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,6 +51,13 @@ __all__ = [
     "InternalError",
     "ProgrammingError",
     "NotSupportedError",
+    "Binary",
+    "Date",
+    "Time",
+    "Timestamp",
+    "DateFromTicks",
+    "TimeFromTicks",
+    "TimestampFromTicks",
 ]
 
 apilevel = "2.0"
@@ -57,6 +65,24 @@ threadsafety = 1
 paramstyle = "format"  # and "pyformat" with a mapping
 
 _INSERT = re.compile(r"\s*INSERT\b", re.IGNORECASE)
+
+# PEP 249 constructors: plain Python values, which the bridges bind.
+Binary = bytes
+Date = datetime.date
+Time = datetime.time
+Timestamp = datetime.datetime
+
+
+def DateFromTicks(ticks: float) -> datetime.date:  # noqa: N802 - the PEP 249 name
+    return datetime.date.fromtimestamp(ticks)
+
+
+def TimeFromTicks(ticks: float) -> datetime.time:  # noqa: N802
+    return datetime.datetime.fromtimestamp(ticks).time()
+
+
+def TimestampFromTicks(ticks: float) -> datetime.datetime:  # noqa: N802
+    return datetime.datetime.fromtimestamp(ticks)
 
 
 def connect(

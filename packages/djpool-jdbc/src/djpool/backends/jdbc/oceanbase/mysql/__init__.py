@@ -1,0 +1,1 @@
+"""OceanBase MySQL mode: ENGINE ``djpool.backends.jdbc.oceanbase.mysql``."""
