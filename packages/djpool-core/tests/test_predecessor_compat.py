@@ -92,7 +92,8 @@ def test_keys_the_predecessor_ignored_silently_are_errors():
     assert "Did you mean 'pool_size'?" in str(info.value)
 
 
-@pytest.mark.parametrize("suffix", sorted(ENGINES))
+# Full ENGINE strings as ids: a bare "mysql" id would be taken for the server marker.
+@pytest.mark.parametrize("suffix", sorted(ENGINES), ids=lambda suffix: f"dj_db_conn_pool.backends.{suffix}")
 def test_engine_prefix_swap(suffix):
     """``dj_db_conn_pool.backends.X`` becomes ``djpool.backends.X``, same suffix."""
     target = ENGINES[suffix]
