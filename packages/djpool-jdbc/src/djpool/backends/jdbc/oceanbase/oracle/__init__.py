@@ -1,0 +1,1 @@
+"""OceanBase Oracle mode: ENGINE ``djpool.backends.jdbc.oceanbase.oracle``."""

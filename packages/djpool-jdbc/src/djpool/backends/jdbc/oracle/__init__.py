@@ -1,0 +1,1 @@
+"""Oracle over the Oracle JDBC driver: ENGINE ``djpool.backends.jdbc.oracle``."""
