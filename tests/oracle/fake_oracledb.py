@@ -151,7 +151,7 @@ class FakeConnection:
 class FakeVar:
     """``Cursor.var()``: holds a bind's value; DML RETURNING fills it with a list."""
 
-    def __init__(self, typ: Any, size: int = 0, arraysize: int = 1, inconverter: Any = None, outconverter: Any = None, **kwargs: Any) -> None:
+    def __init__(self, typ: Any, size: int = 0, arraysize: int = 1, outconverter: Any = None, **kwargs: Any) -> None:
         self.type = typ
         self.size = size
         self.outconverter = outconverter
@@ -197,7 +197,8 @@ class FakeCursor:
         if rows is None:  # not a query
             self.description, self._rows = None, []
             return None
-        self.description = [(f"C{i}", oracledb.DB_TYPE_NUMBER, None, None, None, None, True) for i in range(len(rows[0]) if rows else 1)]
+        columns = len(rows[0]) if rows else 1
+        self.description = [(f"C{i}", oracledb.DB_TYPE_NUMBER, None, None, None, None, True) for i in range(columns)]
         self._rows = [self._convert(row) for row in rows]
         self.rowcount = 0
         return self
@@ -238,8 +239,11 @@ class FakeCursor:
             return row
         converted = []
         for value in row:
-            var = self.outputtypehandler(self, "C", oracledb.DB_TYPE_NUMBER, 0, 0, -127) if isinstance(value, int) else None
-            converted.append(var.outconverter(str(value)) if var is not None and var.outconverter else value)
+            if isinstance(value, int):  # a NUMBER column: precision 0, scale -127
+                var = self.outputtypehandler(self, "C", oracledb.DB_TYPE_NUMBER, 0, 0, -127)
+                if var is not None and var.outconverter is not None:
+                    value = var.outconverter(str(value))
+            converted.append(value)
         return tuple(converted)
 
     def fetchone(self) -> tuple[Any, ...] | None:

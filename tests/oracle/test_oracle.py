@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, transaction
 
 from djpool.core import PoolTimeout, stats
+
 from tests.conftest import run_in_threads
 from tests.oracle.conftest import FAKE_SETTINGS
 
@@ -195,7 +196,9 @@ def test_django_session_setup_runs_once_per_raw_connection(oracle):
 def test_a_wrapper_reusing_a_connection_gets_the_like_operators(oracle):
     """Django probes LIKE support once per wrapper; another thread's wrapper reuses the answer."""
     alias = oracle.make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
-    first = run_in_threads(1, lambda i: (session_id(connections[alias]), connections[alias].__dict__.get("operators")))[0]
+    first = run_in_threads(
+        1, lambda i: (session_id(connections[alias]), connections[alias].__dict__.get("operators"))
+    )[0]
 
     def second_thread(i):
         wrapper = connections[alias]
@@ -249,7 +252,8 @@ def test_full_reset_is_refused_when_configured(fake):
 
 def test_bad_pool_options_are_refused(fake):
     alias = fake.make_alias({"POOL_SIZE": "ten"})
-    with pytest.raises(ImproperlyConfigured, match=r"\['POOL_SIZE'\] must be an integer of 1 or more; got 'ten' \(str\)"):
+    expected = r"\['POOL_SIZE'\] must be an integer of 1 or more; got 'ten' \(str\)"
+    with pytest.raises(ImproperlyConfigured, match=expected):
         connections[alias]
 
 
@@ -326,10 +330,17 @@ def test_password_is_never_logged(fake, caplog):
 
 def test_every_idle_session_is_replaced_after_a_database_restart(fake):
     alias = fake.make_alias({"POOL_SIZE": 2, "MAX_OVERFLOW": 0, "PRE_PING_IDLE": 0})
-    before = set(run_in_threads(2, lambda i: (session_id(connections[alias]), time.sleep(0.1))[0]))
+    both_checked_out = threading.Barrier(2, timeout=10)
+
+    def request(i):
+        sid = session_id(connections[alias])
+        both_checked_out.wait()
+        return sid
+
+    before = set(run_in_threads(2, request))
     assert len(before) == 2
     fake.server.restart()
-    after = set(run_in_threads(2, lambda i: (session_id(connections[alias]), time.sleep(0.1))[0]))
+    after = set(run_in_threads(2, request))
     assert len(after) == 2 and not after & before
     assert stats(alias)["invalidations"] == 2
 

@@ -78,14 +78,16 @@ def test_in_transaction_trusts_the_driver_and_assumes_yes_without_it():
 
 
 def test_pool_key_includes_the_connection_target():
-    params = make_wrapper(HOST="db.example.com", PORT=1521, OPTIONS={"use_returning_into": False}).get_connection_params()
+    wrapper = make_wrapper(HOST="db.example.com", PORT=1521, OPTIONS={"use_returning_into": False})
+    params = wrapper.get_connection_params()
     assert params["user"] == "u" and params["password"] == "p"
     assert "(HOST=db.example.com)(PORT=1521)" in params["dsn"]
     assert "use_returning_into" not in params
 
 
 def test_full_reset_is_refused():
-    with pytest.raises(ImproperlyConfigured, match=r"\['RESET_ON_RETURN'\] = 'full' is not supported by ENGINE 'djpool.backends.oracle'"):
+    expected = r"\['RESET_ON_RETURN'\] = 'full' is not supported by ENGINE 'djpool.backends.oracle'"
+    with pytest.raises(ImproperlyConfigured, match=expected):
         make_wrapper(POOL_OPTIONS={"RESET_ON_RETURN": "full"})
 
 

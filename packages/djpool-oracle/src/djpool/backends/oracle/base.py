@@ -90,7 +90,7 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     # ##### Connection parameters #####
 
     def get_connection_params(self) -> dict[str, Any]:
-        params = super().get_connection_params()
+        params: dict[str, Any] = super().get_connection_params()
         if self.djpool_options is None:
             return params
         # Django's Oracle backend reads USER, PASSWORD and the DSN from the
