@@ -132,16 +132,22 @@ class ConnectionPool:
             leaks.on_checkout(self, connection)
         return connection
 
-    def checkin(self, connection: PoolProxiedConnection, suspect: bool = False) -> None:
+    def checkin(self, connection: PoolProxiedConnection, suspect: bool = False, discard: bool = False) -> None:
         """Give a connection back: rolled back if needed, then idle or to a waiter.
 
         ``suspect`` marks a connection whose last use raised a database
-        error; the next checkout pings it whatever its idle time.
+        error; the next checkout pings it whatever its idle time. ``discard``
+        closes it instead (Django found it unusable); its slot opens a new
+        connection when next needed.
         """
         if connection.dbapi_connection is not None:
             connection.info[LAST_USED] = SUSPECT if suspect else time.monotonic()
         if self.leaks is not None or signals.connection_checked_in.receivers:
             leaks.on_checkin(self, connection)
+        if discard and connection.dbapi_connection is not None:
+            logger.info("Discarding a connection of pool %r that Django found unusable", self.alias)
+            connection.invalidate()
+            return
         connection.close()
 
     def _replace_if_dead(self, connection: PoolProxiedConnection) -> PoolProxiedConnection:

@@ -67,7 +67,11 @@ class PooledDatabaseWrapperMixin:
         super().__init__(settings_dict, alias, *args, **kwargs)  # type: ignore[call-arg]
         self._djpool_connection: PoolProxiedConnection | None = None
         self._djpool_pool: ConnectionPool | None = None
-        self._djpool_cached_pool: tuple[dict[str, Any], ConnectionPool] | None = None
+        self._djpool_cached_pool: tuple[tuple[dict[str, Any], dict[str, Any]], ConnectionPool] | None = None
+        # Set while Django runs a health check: a close() then means the
+        # connection failed it and must not go back to the pool.
+        self._djpool_health_checking = False
+        self._djpool_errors_checking = False
         self._djpool_open_cursors = 0
         self._djpool_connecting = False
         # Django opens "maintenance" connections (to create or drop test
@@ -119,6 +123,15 @@ class PooledDatabaseWrapperMixin:
             f"not supported by ENGINE {self.settings_dict.get('ENGINE')!r}; use 'rollback'."
         )
 
+    def djpool_refresh_connection_state(self) -> None:
+        """Re-apply, on a reused connection, setup that depends on settings which can change.
+
+        ``init_connection_state()`` runs Django's setup once per driver
+        connection; a vendor whose setup reads settings that tests or code may
+        override afterwards (PostgreSQL's TIME_ZONE) re-checks them here,
+        without a round trip when nothing changed.
+        """
+
     def djpool_open_dbapi_connection(self, conn_params: dict[str, Any]) -> Any:
         """Open a new driver connection the way the stock backend does."""
         return super().get_new_connection(conn_params)  # type: ignore[misc]
@@ -146,12 +159,16 @@ class PooledDatabaseWrapperMixin:
         return connection.dbapi_connection
 
     def _djpool_pool_for(self, conn_params: dict[str, Any]) -> ConnectionPool:
+        # OPTIONS keys that Django's get_new_connection() reads but leaves out
+        # of conn_params (PostgreSQL's isolation_level) shape the connection
+        # too: wrappers with different OPTIONS never share connections.
+        key = (conn_params, dict(self.settings_dict.get("OPTIONS") or {}))
         cached = self._djpool_cached_pool
-        if cached is not None and not cached[1].retired and cached[0] == conn_params:
+        if cached is not None and not cached[1].retired and cached[0] == key:
             return cached[1]
         assert self.djpool_options is not None
         pool = registry.get_pool(self, self.djpool_options, conn_params)
-        self._djpool_cached_pool = (conn_params, pool)
+        self._djpool_cached_pool = (key, pool)
         return pool
 
     def init_connection_state(self) -> None:
@@ -163,6 +180,7 @@ class PooledDatabaseWrapperMixin:
         state = info.get(INITIALIZED_STATE)
         if state is not None:
             self.__dict__.update(state)
+            self.djpool_refresh_connection_state()
             return
         super().init_connection_state()  # type: ignore[misc]
         info[INITIALIZED_STATE] = {
@@ -186,7 +204,32 @@ class PooledDatabaseWrapperMixin:
         if connection is None or pool is None:
             return
         with self.wrap_database_errors:  # type: ignore[attr-defined]
-            pool.checkin(connection, suspect=self.errors_occurred)  # type: ignore[attr-defined]
+            pool.checkin(
+                connection,
+                suspect=self.errors_occurred,  # type: ignore[attr-defined]
+                discard=self._djpool_health_checking
+                or (self._djpool_errors_checking and self.errors_occurred),  # type: ignore[attr-defined]
+            )
+
+    def close_if_health_check_failed(self) -> None:
+        # Django closes the connection here only when is_usable() said no: a
+        # stock backend then opens a new one, so the pool must not hand the
+        # same one back.
+        self._djpool_health_checking = True
+        try:
+            super().close_if_health_check_failed()  # type: ignore[misc]
+        finally:
+            self._djpool_health_checking = False
+
+    def close_if_unusable_or_obsolete(self) -> None:
+        # A connection that had errors is closed here when is_usable() says no
+        # (Django resets errors_occurred when it says yes); an obsolete
+        # connection without errors goes back as usual.
+        self._djpool_errors_checking = True
+        try:
+            super().close_if_unusable_or_obsolete()  # type: ignore[misc]
+        finally:
+            self._djpool_errors_checking = False
 
     def djpool_forget_after_fork(self) -> None:
         """Drop, without any I/O, a connection this wrapper held when the process forked."""

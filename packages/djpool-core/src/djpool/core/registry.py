@@ -49,7 +49,7 @@ def get_pool(
     wrapper: PooledDatabaseWrapperMixin, options: PoolOptions, conn_params: dict[str, Any]
 ) -> ConnectionPool:
     """Return the pool for this wrapper's alias and connection parameters, creating it once."""
-    key = (wrapper.alias, options, _freeze(conn_params))
+    key = (wrapper.alias, options, _freeze(conn_params), _freeze(wrapper.settings_dict.get("OPTIONS") or {}))
     pool = _pools.get(key)
     if pool is None:
         with _lock:

@@ -36,6 +36,18 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
             from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2 as Dialect
         return Dialect(dbapi=base.Database)
 
+    def djpool_refresh_connection_state(self) -> None:
+        # TIME_ZONE may have been overridden since this connection was set up
+        # (Django's setting_changed handler only reaches open connections).
+        # parameter_status() is read locally: a round trip only on a change.
+        configure = getattr(self, "_configure_timezone", None)  # Django 5.1+
+        if configure is not None:
+            changed = configure(self.connection)
+        else:  # Django < 5.1: ensure_timezone() does just that check.
+            changed = base.DatabaseWrapper.ensure_timezone(self)
+        if changed and not self.get_autocommit():
+            self.connection.commit()
+
     @staticmethod
     def djpool_in_transaction(dbapi_connection: Any) -> bool:
         return bool(dbapi_connection.info.transaction_status != _TRANSACTION_IDLE)

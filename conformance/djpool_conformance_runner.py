@@ -1,0 +1,152 @@
+"""The TEST_RUNNER of the generated conformance settings: records every outcome.
+
+``conformance/run.py`` points Django's ``tests/runtests.py`` at a settings
+module whose ``TEST_RUNNER`` is :class:`RecordingRunner`. Parsing the text
+output of ``runtests.py -v 2`` is brittle (docstrings, interleaved output of
+threads and workers), so each outcome goes to a JSON-lines file instead, one
+object per line, as it happens: a run that crashes half-way still leaves what
+it saw. Under ``--parallel`` Django replays the workers' events on the result
+of the parent process, so this result class sees them all.
+
+After Django has torn the test databases down, the runner counts, on the
+server, the sessions still open for the run's database user. The stock
+backends close everything at that point; a pool must not keep sessions either.
+
+This module is imported by the test process, with Django from the unpacked
+source distribution, and needs only the driver of the server under test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import unittest
+from typing import Any
+
+from django.test.runner import DiscoverRunner
+
+__all__ = ["RecordingRunner", "RecordingResult", "count_sessions"]
+
+RESULTS_ENV = "DJPOOL_CONFORMANCE_RESULTS"
+SERVER_ENV = "DJPOOL_CONFORMANCE_SERVER"
+
+
+def _write(record: dict[str, Any]) -> None:
+    path = os.environ.get(RESULTS_ENV)
+    if not path:
+        return
+    # One write per record, opened in append mode: safe from several threads.
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(record) + "\n")
+
+
+def _tail(text: str, lines: int = 12) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class RecordingResult(unittest.TextTestResult):
+    """A TextTestResult that also writes each outcome to the results file."""
+
+    def _record(self, test: Any, outcome: str, err: Any = None) -> None:
+        record: dict[str, Any] = {"id": test.id(), "outcome": outcome}
+        if err is not None:
+            record["detail"] = _tail(self._exc_info_to_string(err, test))
+        _write(record)
+
+    def addSuccess(self, test: Any) -> None:
+        super().addSuccess(test)
+        self._record(test, "ok")
+
+    def addError(self, test: Any, err: Any) -> None:
+        super().addError(test, err)
+        self._record(test, "error", err)
+
+    def addFailure(self, test: Any, err: Any) -> None:
+        super().addFailure(test, err)
+        self._record(test, "fail", err)
+
+    def addSkip(self, test: Any, reason: str) -> None:
+        super().addSkip(test, reason)
+        _write({"id": test.id(), "outcome": "skip"})
+
+    def addExpectedFailure(self, test: Any, err: Any) -> None:
+        super().addExpectedFailure(test, err)
+        _write({"id": test.id(), "outcome": "expected-failure"})
+
+    def addUnexpectedSuccess(self, test: Any) -> None:
+        super().addUnexpectedSuccess(test)
+        _write({"id": test.id(), "outcome": "unexpected-success"})
+
+    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            # A failing subtest fails its test: record it under the test's id
+            # (subtest descriptions hold parameters that vary between runs).
+            outcome = "fail" if issubclass(err[0], test.failureException) else "error"
+            self._record(test, outcome, err)
+
+
+def count_sessions() -> list[dict[str, Any]]:
+    """Sessions the server still has for this run's user or test databases."""
+    spec = json.loads(os.environ[SERVER_ENV])
+    like = spec["db_prefix"] + "%"
+    if spec["backend"] == "postgresql":
+        import psycopg
+
+        with psycopg.connect(
+            host=spec["host"], port=spec["port"], user=spec["admin_user"], dbname="postgres", autocommit=True
+        ) as admin:
+            rows = admin.execute(
+                "SELECT pid, usename, datname, state, left(query, 120) FROM pg_stat_activity"
+                " WHERE pid <> pg_backend_pid() AND (usename = %s OR datname LIKE %s)",
+                (spec["run_user"], like),
+            ).fetchall()
+    else:
+        import MySQLdb
+
+        admin = MySQLdb.connect(host=spec["host"], port=spec["port"], user=spec["admin_user"], passwd="")
+        try:
+            cursor = admin.cursor()
+            cursor.execute(
+                "SELECT ID, USER, DB, COMMAND, LEFT(COALESCE(INFO, ''), 120)"
+                " FROM information_schema.PROCESSLIST"
+                " WHERE ID <> CONNECTION_ID() AND (USER = %s OR DB LIKE %s)",
+                (spec["run_user"], like),
+            )
+            rows = list(cursor.fetchall())
+        finally:
+            admin.close()
+    return [dict(zip(("id", "user", "database", "state", "query"), row)) for row in rows]
+
+
+class RecordingRunner(DiscoverRunner):
+    """Django's DiscoverRunner with :class:`RecordingResult` and a session count at the end."""
+
+    def get_resultclass(self) -> Any:
+        return super().get_resultclass() or RecordingResult
+
+    def run_tests(self, test_labels: Any, **kwargs: Any) -> int:
+        started = time.monotonic()
+        try:
+            return super().run_tests(test_labels, **kwargs)
+        finally:
+            # Django has destroyed the test databases and closed its
+            # connections; whatever the server still shows was kept open.
+            # The server takes a moment to notice a closed socket.
+            sessions = count_sessions()
+            for _ in range(20):
+                if not sessions:
+                    break
+                time.sleep(0.1)
+                sessions = count_sessions()
+            from django.db import connections
+
+            engines = {alias: type(connections[alias]).__module__ for alias in connections}
+            _write(
+                {
+                    "leftover_sessions": sessions,
+                    "engines": engines,
+                    "duration": round(time.monotonic() - started, 1),
+                }
+            )
