@@ -69,6 +69,13 @@ def test_without_pre_ping_the_closed_connection_reaches_the_request(make_alias, 
     connections[alias].close()
     assert info.value.args[0] in (2006, 2013, 4031), info.value.args
 
+    # Only that one request fails: the connection came back marked by the
+    # error, so the next checkout checks it (even with PRE_PING off) and
+    # replaces it, instead of failing every request until RECYCLE.
+    new_session, _ = session_id_and_wait_timeout(alias)
+    connections[alias].close()
+    assert new_session != old_session
+
 
 def w101(alias: str) -> list[checks.CheckMessage]:
     return [m for m in checks.run_checks(tags=[checks.Tags.database], databases=[alias]) if m.id == "djpool.W101"]

@@ -116,10 +116,15 @@ class ConnectionPool:
         _creating.wrapper = wrapper
         try:
             connection = self.pool.connect()
-            if self.options.pre_ping:
-                last_used = connection.info.get(LAST_USED)
-                if last_used is not None and time.monotonic() - last_used >= self.options.pre_ping_idle:
-                    connection = self._replace_if_dead(connection)
+            last_used = connection.info.get(LAST_USED)
+            # A connection whose last request saw a database error is checked
+            # even with PRE_PING off: the driver may not know the server closed
+            # it (MySQL), and nothing else would ever take it out of the pool.
+            if last_used is not None and (
+                last_used == SUSPECT
+                or (self.options.pre_ping and time.monotonic() - last_used >= self.options.pre_ping_idle)
+            ):
+                connection = self._replace_if_dead(connection)
         except sa_exc.TimeoutError:
             self.timeouts += 1
             if signals.checkout_timed_out.receivers:
