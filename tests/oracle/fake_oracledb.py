@@ -148,6 +148,10 @@ class FakeConnection:
             self.server.sessions.pop(self.sid, None)
 
 
+if not hasattr(oracledb.Connection, "transaction_in_progress"):
+    del FakeConnection.transaction_in_progress  # python-oracledb < 2.0 has no such attribute
+
+
 class FakeVar:
     """``Cursor.var()``: holds a bind's value; DML RETURNING fills it with a list."""
 
