@@ -230,6 +230,8 @@ class FakeCursor:
         if "FROM NLS_SESSION_PARAMETERS" in upper:
             (name,) = binds.values() if isinstance(binds, dict) else binds
             return [(conn.nls[name],)]
+        if upper.startswith("SELECT SESSIONTIMEZONE FROM DUAL"):
+            return [(conn.nls.get("TIME_ZONE", "+01:00"),)]
         if upper.startswith("SELECT 1 FROM DUAL"):
             return [(1,)]
         if upper.lstrip().startswith(("SELECT", "WITH")):

@@ -184,6 +184,9 @@ def test_django_session_setup_runs_once_per_raw_connection(oracle):
     assert nls(conn, "NLS_TERRITORY") == "AMERICA"  # Django's init ran on the new session
     assert nls(conn, "NLS_DATE_FORMAT") == "YYYY-MM-DD HH24:MI:SS"
     with conn.cursor() as cursor:
+        cursor.execute("SELECT SESSIONTIMEZONE FROM DUAL")
+        assert cursor.fetchone()[0] == "UTC"  # USE_TZ = True
+    with conn.cursor() as cursor:
         cursor.execute("ALTER SESSION SET NLS_TERRITORY = 'GERMANY'")
     conn.close()
     for _ in range(3):

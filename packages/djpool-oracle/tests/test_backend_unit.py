@@ -45,6 +45,13 @@ def test_dialect_is_sqlalchemys_python_oracledb_dialect():
     assert dialect.loaded_dbapi is oracledb
 
 
+def test_thin_or_thick_mode_is_left_to_the_application(monkeypatch):
+    calls = []
+    monkeypatch.setattr(oracledb, "init_oracle_client", lambda **kwargs: calls.append(kwargs))
+    make_wrapper().djpool_sqlalchemy_dialect()
+    assert calls == []
+
+
 @pytest.mark.parametrize("number", [1001, 4011], ids=["DPY-1001", "DPY-4011"])
 def test_dialect_counts_driver_disconnects(number):
     error = driver_error(number)
