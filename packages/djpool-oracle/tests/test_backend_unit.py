@@ -115,6 +115,9 @@ def test_django_42_runs_on_python_oracledb():
     from django.db.backends.oracle import base
 
     assert base.Database is oracledb
+    # inspectdb's type map for cx_Oracle 8+, whose API python-oracledb has.
+    introspection = make_wrapper().introspection
+    assert introspection.data_types_reverse[oracledb.DB_TYPE_DATE] == "DateField"
 
 
 def test_incompatible_core_is_reported(monkeypatch):

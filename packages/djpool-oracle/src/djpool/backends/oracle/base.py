@@ -15,6 +15,7 @@ from typing import Any
 import django
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
+from django.utils.functional import cached_property
 
 from djpool.backends.oracle.__about__ import __version__
 from djpool.core.compat import require_core
@@ -78,6 +79,15 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     # syntax the database accepts and stores the answer on the wrapper. A
     # wrapper that gets an already initialised connection needs them too.
     djpool_wrapper_state = ("operators", "pattern_ops")
+
+    if django.VERSION < (5, 0):
+
+        @cached_property
+        def cx_oracle_version(self) -> tuple[int, ...]:
+            # Django 4.2 reads it only to pick the introspection type map;
+            # python-oracledb has cx_Oracle 8.3's API whatever its own version
+            # number (1.x-3.x would otherwise select the pre-8 map).
+            return (8, 3, 0)
 
     def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS, *args: Any, **kwargs: Any) -> None:
         super().__init__(settings_dict, alias, *args, **kwargs)
