@@ -300,7 +300,7 @@ def test_connect_arguments_are_those_of_djangos_stock_backend(fake, settings):
         except TypeError as error:  # what python-oracledb raises for an unknown option
             outcomes.append(("error", str(error)))
         else:
-            outcomes.append(("connect", fake.server.connect_calls))
+            outcomes.append(("connect", list(fake.server.connect_calls)))
         finally:
             wrapper.close()
     assert outcomes[0] == outcomes[1]
