@@ -6,9 +6,11 @@ import pytest
 from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db import connections
 
 from djpool.core import checks as djpool_checks  # noqa: F401 - registers the checks
 from djpool.core import registry
+from djpool.core.options import parse_pool_options
 
 pytestmark = pytest.mark.server_backed
 
@@ -34,6 +36,10 @@ def workers(monkeypatch):
         monkeypatch.setenv(name, value)
 
     return set_workers
+
+
+def default_limit() -> int:
+    return parse_pool_options("default", connections.settings["default"].get("POOL_OPTIONS")).max_connections
 
 
 def server_max_connections(server) -> int:
@@ -92,6 +98,11 @@ def test_w002_positive_conn_max_age(make_alias):
     assert ids(issues(alias)) == ["djpool.W002"]
 
 
+def test_an_engine_that_cannot_be_imported_is_left_to_django(make_alias):
+    alias = make_alias({"POOL_SIZE": 5}, ENGINE="djpool.backends.nosuchdb")
+    assert issues(alias) == []
+
+
 def test_w003_pool_options_on_a_stock_engine(make_alias, server):
     alias = make_alias({"POOL_SIZE": 5}, ENGINE=f"django.db.backends.{server.vendor}")
     [message] = issues(alias)
@@ -117,8 +128,8 @@ def test_w004_host_total_above_max_connections(make_alias, server, workers):
     workers("2")
     [message] = issues(alias, databases=[alias])
     assert message.id == "djpool.W004"
-    # 'default' (2 + 2) points at the same server and counts too.
-    assert f"up to {2 * (size + 4)} connections" in message.msg
+    # 'default' points at the same server and counts too.
+    assert f"up to {2 * (size + default_limit())} connections" in message.msg
     assert f"more than its max_connections ({limit})" in message.msg
     assert "DJPOOL_WORKER_PROCESSES=2" in message.hint
     # The limit was read over a pooled connection of the alias, given back after.
@@ -128,7 +139,7 @@ def test_w004_host_total_above_max_connections(make_alias, server, workers):
 
 def test_w004_not_raised_when_the_host_fits(make_alias, server, workers):
     limit = server_max_connections(server)
-    alias = make_alias({"POOL_SIZE": limit // 2 + 1, "MAX_OVERFLOW": 0})
+    alias = make_alias({"POOL_SIZE": limit - default_limit(), "MAX_OVERFLOW": 0})
     assert issues(alias, databases=[alias]) == []  # one process (nothing set)
     workers("1")
     assert issues(alias, databases=[alias]) == []

@@ -62,16 +62,22 @@ _MAX_CONNECTIONS_SQL = {
 }
 
 
-def is_pooled_engine(engine: Any) -> bool:
-    """True if ENGINE names a backend built on djpool's mixin."""
+def _wrapper_class(engine: Any) -> type | None:
+    """The ENGINE's DatabaseWrapper class, or None if it cannot be imported."""
     if not isinstance(engine, str) or not engine:
-        return False
+        return None
     try:
         backend = load_backend(engine)
     except ImproperlyConfigured:
-        return False  # Django reports a bad ENGINE itself
+        return None  # Django reports a bad ENGINE (or a missing driver) itself
     wrapper_class = getattr(backend, "DatabaseWrapper", None)
-    return isinstance(wrapper_class, type) and issubclass(wrapper_class, PooledDatabaseWrapperMixin)
+    return wrapper_class if isinstance(wrapper_class, type) else None
+
+
+def is_pooled_engine(engine: Any) -> bool:
+    """True if ENGINE names a backend built on djpool's mixin."""
+    wrapper_class = _wrapper_class(engine)
+    return wrapper_class is not None and issubclass(wrapper_class, PooledDatabaseWrapperMixin)
 
 
 def _databases() -> Iterable[tuple[str, dict[str, Any]]]:
@@ -88,7 +94,10 @@ def check_pool_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any)
     for alias, settings_dict in _databases():
         engine = settings_dict.get("ENGINE")
         where = f"DATABASES[{alias!r}]"
-        if not is_pooled_engine(engine):
+        wrapper_class = _wrapper_class(engine)
+        if wrapper_class is None:
+            continue
+        if not issubclass(wrapper_class, PooledDatabaseWrapperMixin):
             if settings_dict.get("POOL_OPTIONS"):
                 messages.append(
                     checks.Warning(

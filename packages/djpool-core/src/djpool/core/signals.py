@@ -23,8 +23,8 @@ The rest:
     a request took a connection (after the pre-ping, if one ran).
 :data:`connection_checked_in`
     a request gave its connection back (before the rollback on return).
-    ``held_for``: seconds since its checkout, or None when no receiver of
-    either checkout signal was connected at that checkout.
+    ``held_for``: seconds since its checkout, or None if that checkout
+    happened before any receiver was connected (and without LEAK_DETECTION).
 :data:`connection_invalidated`
     the pool discarded a connection as broken (failed pre-ping, disconnect,
     failed reset). ``exception``: the error, or None.
