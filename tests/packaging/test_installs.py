@@ -45,7 +45,10 @@ from django.conf import settings
 server, distribution = json.loads(sys.argv[1]), sys.argv[2]
 common = {"NAME": "test", "USER": server["USER"], "PASSWORD": "", "HOST": "127.0.0.1", "PORT": server["PORT"]}
 settings.configure(
-    DATABASES={"default": {"ENGINE": server["ENGINE"], **common}, "observer": {"ENGINE": server["PLAIN_ENGINE"], **common}},
+    DATABASES={
+        "default": {"ENGINE": server["ENGINE"], **common},
+        "observer": {"ENGINE": server["PLAIN_ENGINE"], **common},
+    },
     USE_TZ=True,
 )
 django.setup()
@@ -98,7 +101,9 @@ def assert_engines_load(env: Venv, wheels: dict[str, Wheel], installed: list[str
 
 
 @pytest.fixture(scope="session")
-def core_at(sources: dict[str, Project], tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, bool], tuple[Wheel, str]]:
+def core_at(
+    sources: dict[str, Project], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str, bool], tuple[Wheel, str]]:
     """Build djpool-core as version ``v``: ``core_at(v, released)`` -> (wheel, where it came from).
 
     With ``released``, the oldest release at or above ``v`` is built from its git tag
@@ -127,7 +132,9 @@ def core_at(sources: dict[str, Project], tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
-def test_one_vendor_installs_alone(vendor: str, wheels: dict[str, Wheel], wheelhouse: Path, venv: Callable[[], Venv]) -> None:
+def test_one_vendor_installs_alone(
+    vendor: str, wheels: dict[str, Wheel], wheelhouse: Path, venv: Callable[[], Venv]
+) -> None:
     """``pip install djpool-<vendor>[<driver>]`` brings the core and that driver, nothing else of djpool's."""
     env = venv()
     extras = driver_extras(vendor)
@@ -142,7 +149,9 @@ def test_one_vendor_installs_alone(vendor: str, wheels: dict[str, Wheel], wheelh
     assert_engines_load(env, wheels, installed=[vendor])
 
 
-def test_meta_package_extra_is_a_working_install(wheels: dict[str, Wheel], wheelhouse: Path, venv: Callable[[], Venv]) -> None:
+def test_meta_package_extra_is_a_working_install(
+    wheels: dict[str, Wheel], wheelhouse: Path, venv: Callable[[], Venv]
+) -> None:
     """``pip install djpool[postgresql]``: the meta-package, the core, the vendor and its driver."""
     env = venv()
     env.install(f"{META}[postgresql]", find_links=[wheelhouse])

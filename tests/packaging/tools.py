@@ -193,15 +193,24 @@ class Wheel:
     def version(self) -> str:
         return str(self.metadata["Version"])
 
+    def field(self, name: str) -> list[str]:
+        """Every value of a METADATA field that may repeat (Classifier, Requires-Dist, ...)."""
+        return [str(value) for value in self.metadata.get_all(name) or []]
+
+    @property
+    def description(self) -> str:
+        """The long description: the body of METADATA."""
+        return str(self.metadata.get_payload())
+
     def requirements(self) -> list[Requirement]:
-        return [Requirement(line) for line in self.metadata.get_all("Requires-Dist") or []]
+        return [Requirement(line) for line in self.field("Requires-Dist")]
 
     def unconditional(self) -> dict[str, Requirement]:
         return {canonicalize_name(r.name): r for r in self.requirements() if r.marker is None}
 
     def extra(self, extra: str) -> dict[str, Requirement]:
         """Requirements the extra adds (as pip sees them: markers evaluated for that extra)."""
-        added = {}
+        added: dict[str, Requirement] = {}
         for requirement in self.requirements():
             marker = requirement.marker
             if marker is not None and marker.evaluate({"extra": extra}) and not marker.evaluate({"extra": ""}):
