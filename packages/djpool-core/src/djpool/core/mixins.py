@@ -37,6 +37,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from djpool.core import registry
 from djpool.core.container import ConnectionPool
 from djpool.core.dialect import INITIALIZED_STATE
+from djpool.core.exceptions import PoolTimeout
 from djpool.core.options import PoolOptions, parse_pool_options
 
 __all__ = ["PooledDatabaseWrapperMixin"]
@@ -152,7 +153,14 @@ class PooledDatabaseWrapperMixin:
             # connect() called on an open connection: give the old one back first.
             self._djpool_release()
         pool = self._djpool_pool_for(conn_params)
-        connection = pool.checkout(self)
+        try:
+            connection = pool.checkout(self)
+        except PoolTimeout:
+            raise
+        except Exception:
+            # A wrong password or unreachable host must not leave a pool behind.
+            registry.discard_if_never_connected(pool)
+            raise
         self._djpool_connection = connection
         self._djpool_pool = pool
         self._djpool_open_cursors = 0

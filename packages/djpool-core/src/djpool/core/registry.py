@@ -113,6 +113,24 @@ def close_all(alias: str | None = None) -> None:
                 pool.close()
 
 
+def discard_if_never_connected(pool: ConnectionPool) -> None:
+    """Retire a pool whose first connection attempt failed.
+
+    Otherwise a wrong password or an unreachable host leaves a pool behind,
+    keyed by (and holding) the settings that failed, next to the pool the
+    corrected settings get. A pool that has connected before is kept: its
+    server may only be restarting.
+    """
+    with _lock:
+        if pool.connects or pool.pool.checkedout() or pool.pool.checkedin():
+            return
+        for key, candidate in list(_pools.items()):
+            if candidate is pool:
+                del _pools[key]
+                pool.retired = True
+                pool.close()
+
+
 def _detach_socket(dbapi_connection: Any) -> None:
     """Point the child's copy of the connection's socket at /dev/null.
 
