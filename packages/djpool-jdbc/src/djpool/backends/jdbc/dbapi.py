@@ -202,6 +202,11 @@ class Connection:
 
     @property
     def closed(self) -> bool:
+        """True once closed, and also once the JVM has shut down (at interpreter exit)."""
+        import jpype
+
+        if not jpype.isJVMStarted():
+            return True
         try:
             return bool(self.jconnection.isClosed())
         except self._errors:
@@ -210,7 +215,7 @@ class Connection:
     def is_valid(self, timeout: int = 5) -> bool:
         """``Connection.isValid()``: a round trip the driver chooses (or its protocol ping)."""
         try:
-            return not self.jconnection.isClosed() and bool(self.jconnection.isValid(timeout))
+            return not self.closed and bool(self.jconnection.isValid(timeout))
         except self._errors:
             return False
 

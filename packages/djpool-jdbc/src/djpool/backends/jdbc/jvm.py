@@ -81,6 +81,12 @@ def start_jvm(extra_class_path: Iterable[str] = ()) -> None:
                     ) from None
                 jpype.startJVM(jvm_path, *JVM_OPTIONS, convertStrings=False)
                 _started_here = True
+                if threading.current_thread() is not threading.main_thread():
+                    # The starting thread is attached as a user (non-daemon)
+                    # thread; once it ends, the JVM, and so the interpreter,
+                    # would wait for it forever at exit.
+                    jpype.java.lang.Thread.detach()
+                    jpype.java.lang.Thread.attachAsDaemon()
                 logger.info("Started the JVM (%s) with %d class path entries", jvm_path, len(class_path()))
                 return
     if extra:
