@@ -5,8 +5,10 @@ module whose ``TEST_RUNNER`` is :class:`RecordingRunner`. Parsing the text
 output of ``runtests.py -v 2`` is brittle (docstrings, interleaved output of
 threads and workers), so each outcome goes to a JSON-lines file instead, one
 object per line, as it happens: a run that crashes half-way still leaves what
-it saw. Under ``--parallel`` Django replays the workers' events on the result
-of the parent process, so this result class sees them all.
+it saw. Under ``--parallel`` the workers record their own outcomes: Django
+replays the workers' events on the parent's result, but by position in the
+subsuite, and the replay can name the wrong test (seen on Django 5.2: a
+traceback of one test reported under its neighbour's id).
 
 After Django has torn the test databases down, the runner counts, on the
 server, the sessions still open for the run's database user. The stock
@@ -24,9 +26,9 @@ import time
 import unittest
 from typing import Any
 
-from django.test.runner import DiscoverRunner
+from django.test.runner import DiscoverRunner, ParallelTestSuite, RemoteTestResult, RemoteTestRunner
 
-__all__ = ["RecordingRunner", "RecordingResult", "count_sessions"]
+__all__ = ["RecordingRunner", "RecordingResult", "RecordingRemoteResult", "count_sessions"]
 
 RESULTS_ENV = "DJPOOL_CONFORMANCE_RESULTS"
 SERVER_ENV = "DJPOOL_CONFORMANCE_SERVER"
@@ -45,46 +47,69 @@ def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-class RecordingResult(unittest.TextTestResult):
-    """A TextTestResult that also writes each outcome to the results file."""
+class _Recording:
+    """Write each outcome to the results file, then do what the result class does."""
+
+    #: False in the parent process while workers record (``--parallel``).
+    recording = True
 
     def _record(self, test: Any, outcome: str, err: Any = None) -> None:
+        if not type(self).recording:
+            return
         record: dict[str, Any] = {"id": test.id(), "outcome": outcome}
         if err is not None:
-            record["detail"] = _tail(self._exc_info_to_string(err, test))
+            record["detail"] = _tail(self._exc_info_to_string(err, test))  # type: ignore[attr-defined]
         _write(record)
 
     def addSuccess(self, test: Any) -> None:
-        super().addSuccess(test)
+        super().addSuccess(test)  # type: ignore[misc]
         self._record(test, "ok")
 
     def addError(self, test: Any, err: Any) -> None:
-        super().addError(test, err)
         self._record(test, "error", err)
+        super().addError(test, err)  # type: ignore[misc]
 
     def addFailure(self, test: Any, err: Any) -> None:
-        super().addFailure(test, err)
         self._record(test, "fail", err)
+        super().addFailure(test, err)  # type: ignore[misc]
 
     def addSkip(self, test: Any, reason: str) -> None:
-        super().addSkip(test, reason)
-        _write({"id": test.id(), "outcome": "skip"})
+        super().addSkip(test, reason)  # type: ignore[misc]
+        self._record(test, "skip")
 
     def addExpectedFailure(self, test: Any, err: Any) -> None:
-        super().addExpectedFailure(test, err)
-        _write({"id": test.id(), "outcome": "expected-failure"})
+        super().addExpectedFailure(test, err)  # type: ignore[misc]
+        self._record(test, "expected-failure")
 
     def addUnexpectedSuccess(self, test: Any) -> None:
-        super().addUnexpectedSuccess(test)
-        _write({"id": test.id(), "outcome": "unexpected-success"})
+        super().addUnexpectedSuccess(test)  # type: ignore[misc]
+        self._record(test, "unexpected-success")
 
     def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
-        super().addSubTest(test, subtest, err)
         if err is not None:
             # A failing subtest fails its test: record it under the test's id
             # (subtest descriptions hold parameters that vary between runs).
             outcome = "fail" if issubclass(err[0], test.failureException) else "error"
             self._record(test, outcome, err)
+        super().addSubTest(test, subtest, err)  # type: ignore[misc]
+
+
+class RecordingResult(_Recording, unittest.TextTestResult):
+    """The result of a serial run (and of the parent of a parallel one, silenced)."""
+
+
+class RecordingRemoteResult(_Recording, RemoteTestResult):
+    """The result of each ``--parallel`` worker."""
+
+    recording = True
+
+
+class RecordingRemoteRunner(RemoteTestRunner):
+    resultclass = RecordingRemoteResult
+
+
+class RecordingParallelTestSuite(ParallelTestSuite):
+    runner_class = RecordingRemoteRunner
 
 
 def count_sessions() -> list[dict[str, Any]]:
@@ -123,8 +148,14 @@ def count_sessions() -> list[dict[str, Any]]:
 class RecordingRunner(DiscoverRunner):
     """Django's DiscoverRunner with :class:`RecordingResult` and a session count at the end."""
 
+    parallel_test_suite = RecordingParallelTestSuite
+
     def get_resultclass(self) -> Any:
         return super().get_resultclass() or RecordingResult
+
+    def run_suite(self, suite: Any, **kwargs: Any) -> Any:
+        RecordingResult.recording = not isinstance(suite, ParallelTestSuite)
+        return super().run_suite(suite, **kwargs)
 
     def run_tests(self, test_labels: Any, **kwargs: Any) -> int:
         started = time.monotonic()

@@ -143,3 +143,56 @@ def test_reused_connection_follows_time_zone(make_alias, server):
         cursor.execute("SHOW TIME ZONE")
         assert cursor.fetchone()[0] == conn.timezone_name  # ... set as Django expects
     conn.close()
+
+
+def test_is_usable_after_close_is_false_and_the_session_goes_back(make_alias, server):
+    """backends.tests.BackendTestCase.test_is_usable_after_database_disconnects (MySQL)"""
+    alias = make_alias({"POOL_SIZE": 1})
+    conn = connections[alias]
+    pid = backend_pid(conn)
+    conn._close()  # how Django's test emulates the server closing the connection
+    assert conn.is_usable() is False
+    conn.close()
+    assert pid in server.session_ids()  # given back, not closed ...
+    assert backend_pid(conn) == pid  # ... and handed out again
+    conn.close()
+
+
+def test_query_after_close_in_atomic_raises_interface_error(make_alias, server):
+    """Stock: close() in atomic() leaves a closed connection; using it raises InterfaceError."""
+    from django.db import InterfaceError, transaction
+
+    alias = make_alias({"POOL_SIZE": 1})
+    conn = connections[alias]
+    pid = backend_pid(conn)
+    with pytest.raises(InterfaceError):
+        with transaction.atomic(using=alias):
+            conn.close()
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+    assert conn.connection is None
+    assert backend_pid(conn) == pid
+    conn.close()
+
+
+def test_explicit_init_connection_state_runs_django_setup_again(make_alias, server):
+    """backends.mysql.tests.IsolationLevelTests.test_auto_is_null_auto_config"""
+    if server.vendor == "postgresql":
+        alias = make_alias({"POOL_SIZE": 1})
+        conn = connections[alias]
+        conn.ensure_connection()
+        with conn.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'Asia/Tokyo'")
+            conn.init_connection_state()
+            cursor.execute("SHOW TIME ZONE")
+            assert cursor.fetchone()[0] == conn.timezone_name
+    else:
+        alias = make_alias({"POOL_SIZE": 1}, OPTIONS={"isolation_level": "read committed"})
+        conn = connections[alias]
+        conn.ensure_connection()
+        with conn.cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+            conn.init_connection_state()
+            cursor.execute("SELECT @@session.tx_isolation")
+            assert cursor.fetchone()[0] == "READ-COMMITTED"
+    conn.close()

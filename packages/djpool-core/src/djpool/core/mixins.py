@@ -186,7 +186,9 @@ class PooledDatabaseWrapperMixin:
             return
         info = connection.info
         state = info.get(INITIALIZED_STATE)
-        if state is not None:
+        # Within connect(), a reused connection skips the setup it already
+        # had; called explicitly, Django's setup runs again, as it would stock.
+        if state is not None and self._djpool_connecting:
             self.__dict__.update(state)
             self.djpool_refresh_connection_state()
             return
@@ -199,7 +201,15 @@ class PooledDatabaseWrapperMixin:
         if self._djpool_connection is None:
             super()._close()  # type: ignore[misc]
             return
-        self._djpool_release()
+        try:
+            self._djpool_release()
+        finally:
+            # Stock _close() leaves a closed driver connection behind, which
+            # Django's close() then drops (unless in atomic()). Code that uses
+            # it in between (is_usable(), a query in the atomic block) gets the
+            # driver's InterfaceError, as it would stock: never the connection
+            # that another thread may hold now, nor a new one.
+            self.connection = ReleasedConnection(self.Database)  # type: ignore[attr-defined]
 
     def _djpool_release(self) -> None:
         connection, pool = self._djpool_connection, self._djpool_pool
@@ -298,6 +308,29 @@ class PooledDatabaseWrapperMixin:
             and not self.closed_in_transaction  # type: ignore[attr-defined]
         ):
             self._djpool_release()
+
+
+class ReleasedConnection:
+    """Stands in for a driver connection that ``_close()`` gave back to the pool."""
+
+    _errors: dict[Any, type[Exception]] = {}
+
+    def __init__(self, database: Any) -> None:
+        error = self._errors.get(database)
+        if error is None:
+            # An AttributeError too, so hasattr() and getattr(default) work.
+            error = type("ConnectionReleased", (database.InterfaceError, AttributeError), {})
+            self._errors[database] = error
+        self.__dict__["_error"] = error
+
+    def __getattr__(self, name: str) -> Any:
+        raise self.__dict__["_error"]("connection already closed (djpool gave it back to the pool)")
+
+    def close(self) -> None:
+        """Closing again is harmless, as with a driver connection."""
+
+    def __repr__(self) -> str:
+        return "<ReleasedConnection: given back to the pool>"
 
 
 _SESSION_SET = re.compile(r"\s*SET\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)", re.IGNORECASE)
