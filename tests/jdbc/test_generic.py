@@ -1,5 +1,7 @@
 """The generic JDBC ENGINE and the shared machinery, on PostgreSQL and MariaDB over their JDBC drivers.
 
+Every test runs through both DB-API bridges: jpype.dbapi2 and JayDeBeApi.
+
 Pooling is asserted through the server: its session ids (pg_backend_pid(),
 CONNECTION_ID()) and its count of sessions on this run's database.
 """
@@ -30,10 +32,17 @@ def server(request):
     return SERVERS[request.param]
 
 
+@pytest.fixture(params=["jpype", "jaydebeapi"])
+def bridge(request):
+    if request.param == "jaydebeapi":
+        pytest.importorskip("jaydebeapi")
+    return request.param
+
+
 @pytest.fixture
-def alias(server, jdbc_alias):
+def alias(server, bridge, jdbc_alias):
     def make(pool_options=None, **extra):
-        return jdbc_alias(servers.jdbc_settings(server, POOL_OPTIONS=pool_options or {}, **extra))
+        return jdbc_alias(servers.jdbc_settings(server, POOL_OPTIONS=pool_options or {}, JDBC_BRIDGE=bridge, **extra))
 
     return make
 
@@ -332,3 +341,66 @@ def test_many_threads_share_one_pool(alias, server):
     assert figures["checkouts"] == 160
     assert figures["connects"] <= 3
     assert server.connection_count() >= 1
+
+
+def raw_connection(server, bridge):
+    from djpool.backends.jdbc import dbapi
+
+    return dbapi.connect(
+        servers.jdbc_url(server),
+        driver=servers.DRIVERS[server.vendor],
+        properties={"user": server.user},
+        bridge=bridge,
+    )
+
+
+def test_dialect_respects_jdbc_autocommit_and_closed_connections(server, bridge):
+    from djpool.backends.jdbc.dialect import JDBCDialect
+
+    dialect = JDBCDialect()
+    conn = raw_connection(server, bridge)
+    cursor = conn.cursor()
+    cursor.execute("CREATE TABLE dia (n integer)")
+    conn.commit()
+    # Transaction open (autocommit off): do_rollback undoes the insert.
+    cursor.execute("INSERT INTO dia VALUES (1)")
+    dialect.do_rollback(conn)
+    cursor.execute("SELECT count(*) FROM dia")
+    assert cursor.fetchone()[0] == 0
+    # Autocommit on: nothing to roll back, and no "Autocommit is enabled" error.
+    conn.autocommit = True
+    cursor.execute("INSERT INTO dia VALUES (2)")
+    dialect.do_rollback(conn)
+    cursor.execute("SELECT count(*) FROM dia")
+    assert cursor.fetchone()[0] == 1
+    cursor.execute("DROP TABLE dia")
+    cursor.close()
+    assert dialect.do_ping(conn) is True
+    dialect.do_close(conn)
+    assert conn.closed
+    dialect.do_close(conn)  # closing twice is fine
+    dialect.do_rollback(conn)  # so is the pool's reset of a closed connection
+    assert dialect.do_ping(conn) is False
+
+
+def test_dialect_ping_sees_a_killed_session(server, bridge):
+    from djpool.backends.jdbc import dbapi
+    from djpool.backends.jdbc.dialect import JDBCDialect
+
+    dialect = JDBCDialect()
+    conn = raw_connection(server, bridge)
+    with conn.cursor() as cursor:
+        cursor.execute(server.pid_query)
+        session = int(cursor.fetchone()[0])
+    assert dialect.do_ping(conn) is True
+    server.kill(session)
+    deadline = time.monotonic() + 5
+    while session in server.session_ids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert dialect.do_ping(conn) is False
+    # Using it now fails with this package's errors, never a raw Java one.
+    with pytest.raises(dbapi.Error):
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    dialect.do_close(conn)
+    assert conn.closed
