@@ -45,6 +45,10 @@ def class_path() -> str:
         if not found:
             raise RuntimeError(f"{package} installs no {jar}")
         entries.append(found[0])
+    # Vendor jars for the opt-in suites (never shipped or fetched here).
+    for variable in ("ORACLE_JDBC_JAR", "OCEANBASE_JDBC_JAR"):
+        if os.environ.get(variable):
+            entries.append(os.environ[variable])
     existing = os.environ.get("CLASSPATH")
     return os.pathsep.join([*entries, existing] if existing else entries)
 
