@@ -80,6 +80,8 @@ class ConnectionPool:
         self.connects = 0
         self.timeouts = 0
         self.invalidations = 0
+        # When a request last gave a connection back after a database error.
+        self._last_error = SUSPECT
         self.waits = 0
         self.wait_time_total = 0.0
         self.wait_time_max = 0.0
@@ -122,7 +124,11 @@ class ConnectionPool:
             # it (MySQL), and nothing else would ever take it out of the pool.
             if last_used is not None and (
                 last_used == SUSPECT
-                or (self.options.pre_ping and time.monotonic() - last_used >= self.options.pre_ping_idle)
+                or (
+                    self.options.pre_ping
+                    # idle long enough, or idle when another request saw an error
+                    and (time.monotonic() - last_used >= self.options.pre_ping_idle or last_used <= self._last_error)
+                )
             ):
                 connection = self._replace_if_dead(connection)
         except sa_exc.TimeoutError:
@@ -147,6 +153,11 @@ class ConnectionPool:
         """
         if connection.dbapi_connection is not None:
             connection.info[LAST_USED] = SUSPECT if suspect else time.monotonic()
+        if suspect:
+            # If the server dropped this connection it may have dropped them
+            # all (a restart): check every one that was idle meanwhile before
+            # handing it out, instead of failing one request per connection.
+            self._last_error = time.monotonic()
         if self.leaks is not None or signals.connection_checked_in.receivers:
             leaks.on_checkin(self, connection)
         if discard and connection.dbapi_connection is not None:
