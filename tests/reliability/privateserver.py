@@ -148,9 +148,16 @@ class PrivateServer:
 
     def admin_connect(self) -> Any:
         if self.vendor == "postgresql":
-            import psycopg
+            try:
+                import psycopg
 
-            return psycopg.connect(host=HOST, port=self.port, user=self.user, dbname="postgres", autocommit=True, connect_timeout=5)
+                return psycopg.connect(host=HOST, port=self.port, user=self.user, dbname="postgres", autocommit=True, connect_timeout=5)
+            except ImportError:
+                import psycopg2
+
+                conn = psycopg2.connect(host=HOST, port=self.port, user=self.user, dbname="postgres", connect_timeout=5)
+                conn.autocommit = True
+                return conn
         import MySQLdb
 
         return MySQLdb.connect(host=HOST, port=self.port, user=self.user, passwd="", autocommit=True, connect_timeout=5)

@@ -22,9 +22,17 @@ ROUTES = ["commit", "atomic", "open", "on_commit", "iterate", "iterate_autocommi
 EXPECTED_STATUS = {"commit": 200, "pid": 200}
 
 
+MODES = {
+    "session": {},
+    "transaction": {"POOL_MODE": "transaction"},
+    "full-reset": {"RESET_ON_RETURN": "full"},
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("route", [r for r in ROUTES if r not in EXPECTED_STATUS])
-def test_each_failure_returns_the_connection_rolled_back(route, wsgi, items, make_alias, server):
-    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 2})
+def test_each_failure_returns_the_connection_rolled_back(route, mode, wsgi, items, make_alias, server):
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 2, **MODES[mode]})
     status, _ = wsgi.get("pid", db=alias)
     assert status == 200
     pid_before = backend_pid(connections[alias])
@@ -54,9 +62,10 @@ def test_each_failure_returns_the_connection_rolled_back(route, wsgi, items, mak
 
 
 @pytest.mark.slow
-def test_ten_thousand_failing_requests_across_32_threads(wsgi, items, make_alias, server):
-    pool_size, max_overflow, threads, total = 5, 5, 32, 10_000
-    alias = make_alias({"POOL_SIZE": pool_size, "MAX_OVERFLOW": max_overflow, "TIMEOUT": 60})
+@pytest.mark.parametrize("mode, total", [("session", 10_000), ("transaction", 2_000), ("full-reset", 2_000)])
+def test_ten_thousand_failing_requests_across_32_threads(mode, total, wsgi, items, make_alias, server):
+    pool_size, max_overflow, threads = 5, 5, 32
+    alias = make_alias({"POOL_SIZE": pool_size, "MAX_OVERFLOW": max_overflow, "TIMEOUT": 60, **MODES[mode]})
     baseline = server.connection_count()
     statuses: dict[str, list[int]] = {route: [] for route in ROUTES}
     errors: list[BaseException] = []
