@@ -77,7 +77,11 @@ class JDBCConnectionMixin:
             self.connection.autocommit = autocommit
 
     def is_usable(self) -> bool:
-        return self.connection is not None and bool(self.connection.is_valid())
+        try:
+            return bool(self.connection.is_valid())
+        except (dbapi.Error, AttributeError):
+            # None, or a connection already given back to the pool.
+            return False
 
 
 class JDBCPoolMixin(PooledDatabaseWrapperMixin):
