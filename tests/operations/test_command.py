@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from io import StringIO
 
 import pytest
@@ -141,3 +142,60 @@ def test_manage_py_in_its_own_process(server, tmp_path):
     assert checked.returncode == 0, checked.stderr  # warnings do not fail the check
     assert "(djpool.W004)" in checked.stderr
     assert "up to 2000 connections" in checked.stderr
+
+
+def test_server_counts_every_session_of_the_database(make_alias, server, djpool_app):
+    """``--server``: what the server holds for the alias's database and user, by state."""
+    alias = make_alias({"POOL_SIZE": 4, "MAX_OVERFLOW": 0})
+    sleep_sql = "SELECT pg_sleep(2)" if server.vendor == "postgresql" else "SELECT SLEEP(2)"
+    in_transaction, release = threading.Event(), threading.Event()
+
+    def running_query() -> None:
+        try:
+            with connections[alias].cursor() as cursor:
+                cursor.execute(sleep_sql)
+        finally:
+            connections[alias].close()
+
+    def open_transaction() -> None:
+        from django.db import transaction
+
+        try:
+            with transaction.atomic(using=alias):
+                with connections[alias].cursor() as cursor:
+                    cursor.execute("SELECT 1")
+                in_transaction.set()
+                release.wait(10)
+        finally:
+            connections[alias].close()
+
+    threads = [threading.Thread(target=running_query), threading.Thread(target=open_transaction)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert in_transaction.wait(10)
+        deadline = time.monotonic() + 5
+        while not running(server, sleep_sql) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Nothing idle in the pool: the command opens a session of its own, left out of the count.
+        expected = server.connection_count()
+        counts = json.loads(run("--server", "--json", "--database", alias))["databases"][alias]["server"]
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(10)
+    assert counts["sessions"] == expected
+    assert counts["active"] >= 1  # the sleeping query
+    if server.vendor == "postgresql":
+        assert counts["idle_in_transaction"] == 1
+    else:
+        assert counts["idle_in_transaction"] is None
+    assert counts["sessions"] == counts["active"] + counts["idle"] + (counts["idle_in_transaction"] or 0)
+
+
+def running(server, sql: str) -> bool:
+    if server.vendor == "postgresql":
+        query = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = %s"
+    else:
+        query = "SELECT count(*) FROM information_schema.processlist WHERE command = 'Query' AND info = %s"
+    return int(server.query(query, [sql])[0][0]) > 0

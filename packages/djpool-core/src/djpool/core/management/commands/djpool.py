@@ -6,7 +6,9 @@ run on its own, it lists each pooled database's settings and, with
 test of the settings). Inside a running server, ``call_command("djpool",
 stdout=buffer)`` (from a staff-only view or a shell in that process)
 shows that worker's live pools; ``djpool.core.stats()`` gives the same
-figures as a dict.
+figures as a dict. ``--server`` adds what no single process can see: the
+sessions the server holds for each database and user, from every worker
+process and host.
 """
 
 from __future__ import annotations
@@ -63,6 +65,54 @@ def _wait_average(figures: dict[str, Any]) -> str:
     return _seconds(figures["wait_time_total"] / figures["waits"])
 
 
+# Sessions on the connection's database for its user, by state, as the
+# server sees them, leaving out the session that asks.
+_SESSIONS_SQL = {
+    "postgresql": (
+        "SELECT state, count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND usename = current_user AND pid <> pg_backend_pid() GROUP BY state"
+    ),
+    "mysql": (
+        "SELECT command, count(*) FROM information_schema.processlist WHERE db = DATABASE() "
+        "AND user = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AND id <> CONNECTION_ID() GROUP BY command"
+    ),
+}
+_IDLE_STATES = {"idle", "Sleep"}
+_IDLE_IN_TRANSACTION_STATES = {"idle in transaction", "idle in transaction (aborted)"}
+
+
+def server_sessions(alias: str) -> dict[str, Any]:
+    """Count the server's sessions on ``alias``'s database for its user, over one pooled connection.
+
+    Returns ``{"sessions", "active", "idle", "idle_in_transaction"}``; the last
+    is None where the server does not say (MySQL). Raises for a vendor
+    without a known query.
+    """
+    connection = connections[alias]
+    sql = _SESSIONS_SQL.get(connection.vendor)
+    if sql is None:
+        raise NotImplementedError(f"no session query for vendor {connection.vendor!r}")
+    was_connected = connection.connection is not None
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            rows = [(state, int(count)) for state, count in cursor.fetchall()]
+    finally:
+        if not was_connected and not connection.in_atomic_block:
+            connection.close()
+    counts: dict[str, Any] = {
+        "sessions": sum(count for _, count in rows),
+        "idle": sum(count for state, count in rows if state in _IDLE_STATES),
+        "idle_in_transaction": (
+            sum(count for state, count in rows if state in _IDLE_IN_TRANSACTION_STATES)
+            if connection.vendor == "postgresql"
+            else None
+        ),
+    }
+    counts["active"] = counts["sessions"] - counts["idle"] - (counts["idle_in_transaction"] or 0)
+    return counts
+
+
 def collect(aliases: list[str] | None = None) -> dict[str, Any]:
     """What the command shows: every pooled database's options and this process's figures."""
     live = registry.stats()
@@ -115,7 +165,29 @@ def format_table(data: dict[str, Any]) -> str:
     if notes:
         out.append("")
         out.extend(notes)
+    servers = [(alias, row["server"]) for alias, row in data["databases"].items() if "server" in row]
+    if servers:
+        out.extend(["", "Server sessions on each database for its user, from every process and host:", ""])
+        out.extend(_server_table(servers))
     return "\n".join(out) + "\n"
+
+
+def _server_table(servers: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    headings = ["alias", "sessions", "active", "idle", "idle in transaction"]
+    keys = ["sessions", "active", "idle", "idle_in_transaction"]
+    rows = []
+    notes = []
+    for alias, counts in servers:
+        rows.append([alias, *("-" if counts.get(key) is None else str(counts[key]) for key in keys)])
+        if "error" in counts:
+            notes.append(f"{alias}: could not count sessions ({counts['error']})")
+    widths = [max(len(row[i]) for row in [headings, *rows]) for i in range(len(headings))]
+    lines = []
+    for row in [headings, ["-" * width for width in widths], *rows]:
+        lines.append("  ".join([row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:]))]).rstrip())
+    if notes:
+        lines.extend(["", *notes])
+    return lines
 
 
 def _describe(error: BaseException, password: Any) -> str:
@@ -147,6 +219,11 @@ class Command(BaseCommand):
             action="store_true",
             help="First take a connection from each pool, test it and give it back.",
         )
+        parser.add_argument(
+            "--server",
+            action="store_true",
+            help="Also count the server's sessions on each database for its user (every process and host).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         aliases: list[str] | None = options["databases"]
@@ -162,7 +239,19 @@ class Command(BaseCommand):
                 error = self._try_connection(alias)
                 if error:
                     failures.append(f"{alias}: {error}")
+        sessions = {}
+        if options["server"]:
+            # Before collect(): the pool figures then include the connection used here.
+            for alias, row in collect(aliases)["databases"].items():
+                if "error" in row:
+                    continue
+                try:
+                    sessions[alias] = server_sessions(alias)
+                except Exception as error:
+                    sessions[alias] = {"error": _describe(error, connections.settings[alias].get("PASSWORD"))}
         data = collect(aliases)
+        for alias, counts in sessions.items():
+            data["databases"][alias]["server"] = counts
         if options["json"]:
             self.stdout.write(json.dumps(data, indent=2, sort_keys=True))
         else:
