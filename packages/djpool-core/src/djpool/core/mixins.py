@@ -319,7 +319,12 @@ class ReleasedConnection:
         error = self._errors.get(database)
         if error is None:
             # An AttributeError too, so hasattr() and getattr(default) work.
-            error = type("ConnectionReleased", (database.InterfaceError, AttributeError), {})
+            try:
+                error = type("ConnectionReleased", (database.InterfaceError, AttributeError), {})
+            except TypeError:
+                # psycopg2's errors are C types that cannot also be AttributeErrors
+                # ("multiple bases have instance lay-out conflict").
+                error = type("ConnectionReleased", (database.InterfaceError,), {})
             self._errors[database] = error
         self.__dict__["_error"] = error
 
