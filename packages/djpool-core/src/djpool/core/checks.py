@@ -109,7 +109,7 @@ def check_pool_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any)
                     )
                 )
             continue
-        messages.extend(_check_alias(alias, where, engine, settings_dict))
+        messages.extend(_check_alias(alias, where, str(engine), settings_dict))
     return messages
 
 
@@ -225,6 +225,7 @@ def server_max_connections(alias: str) -> int | None:
         if hook is not None:
             value = hook()
             return None if value is None else int(value)
+        assert sql is not None
         with connection.cursor() as cursor:
             cursor.execute(sql)
             return int(cursor.fetchone()[0])
@@ -278,7 +279,7 @@ def _check_capacity(
     variable: str | None,
 ) -> list[checks.CheckMessage]:
     where = f"DATABASES[{alias!r}]"
-    settings_dict, options = pooled[alias]
+    settings_dict = pooled[alias][0]
     server = _server(settings_dict)
     vendor = server[0]
     sharing = {

@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from djpool.core import signals
 

@@ -98,8 +98,10 @@ class DjpoolCollector(Collector):
         return iter(families)
 
     @staticmethod
-    def _families() -> list[Metric]:
-        families: list[Metric] = [GaugeMetricFamily(name, doc, labels=["alias"]) for name, doc, _ in _GAUGES]
+    def _families() -> list[GaugeMetricFamily | CounterMetricFamily]:
+        families: list[GaugeMetricFamily | CounterMetricFamily] = [
+            GaugeMetricFamily(name, doc, labels=["alias"]) for name, doc, _ in _GAUGES
+        ]
         families.append(
             GaugeMetricFamily(
                 "djpool_pool_max_connections",
