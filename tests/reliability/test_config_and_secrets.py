@@ -219,10 +219,15 @@ def captured_logs() -> Iterator[io.StringIO]:
             logger.setLevel(level)
 
 
-@pytest.mark.parametrize("echo", [True, "debug"])
-def test_password_never_shown(echo, make_alias, server, secret_account, captured_logs):
+@pytest.mark.parametrize("echo, reset", [(True, "rollback"), ("debug", "full")])
+def test_password_never_shown(echo, reset, make_alias, server, secret_account, captured_logs):
+    """``reset="full"`` sends the password again on MySQL (COM_CHANGE_USER) at every checkin."""
     user, password = secret_account
-    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 0.2, "ECHO": echo, "PRE_PING_IDLE": 0}, USER=user, PASSWORD=password)
+    alias = make_alias(
+        {"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 0.2, "ECHO": echo, "PRE_PING_IDLE": 0, "RESET_ON_RETURN": reset},
+        USER=user,
+        PASSWORD=password,
+    )
     shown: list[str] = []
 
     def show(value: Any) -> None:

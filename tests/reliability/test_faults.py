@@ -6,6 +6,7 @@ never stopped.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -227,3 +228,46 @@ def test_recycle_no_connection_older_than_it_is_handed_out(make_alias, server):
     assert worst[0] <= recycle + 0.05, worst[0]
     assert len(first_seen) >= 6, "connections were not recycled"
     assert stats(alias)["checked_out"] == 0
+
+
+def _in_forked_child(work: Any) -> int:
+    """Run ``work()`` in a forked child; return its exit code (negative: killed by a signal)."""
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            work()
+            code = 0
+        except BaseException:  # noqa: BLE001
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.parametrize("reset", ["full", "rollback"])
+def test_connection_killed_mid_request_with_reset(reset, make_alias, server):
+    """The reset on return meets a connection the server killed during the request.
+
+    MySQL's full reset (COM_CHANGE_USER) on a connection the client library
+    knows is lost corrupts that library's heap and aborts the process: run in
+    a child so a crash fails this test only.
+    """
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "RESET_ON_RETURN": reset, "PRE_PING_IDLE": 3600})
+
+    def work() -> None:
+        conn = connections[alias]
+        for _ in range(3):
+            pid = backend_pid(conn)
+            server.kill(pid)
+            with pytest.raises((OperationalError, InterfaceError)):
+                backend_pid(conn)
+            conn.close()
+            assert backend_pid(conn) != pid
+            conn.close()
+        assert stats(alias)["checked_out"] == 0
+
+    assert _in_forked_child(work) == 0

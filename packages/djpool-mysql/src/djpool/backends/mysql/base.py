@@ -39,6 +39,10 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
         # COM_CHANGE_USER to the same account resets the session: user
         # variables, temporary tables, session variables, prepared statements.
         # The client's init_command does not run again after it, so replay it.
+        # The client library corrupts its heap (the process aborts) when
+        # change_user() runs on a connection it knows is lost, e.g. one killed
+        # during the request: ping first, and let the pool discard it if dead.
+        dbapi_connection.ping()
         dbapi_connection.change_user(
             conn_params.get("user", ""),
             conn_params.get("password", conn_params.get("passwd", "")),
