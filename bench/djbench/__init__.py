@@ -1,0 +1,1 @@
+"""djpool's benchmark: the same request cycle through every way Django can hold a connection."""

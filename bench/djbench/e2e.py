@@ -1,0 +1,128 @@
+"""End to end: the ORM view behind gunicorn, loaded by wrk over loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from djbench.servers import ConnectionMonitor
+from djbench.workloads import Target
+
+BENCH_DIR = Path(__file__).resolve().parent.parent
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _seconds(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        return float("nan")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    return {
+        "rate": float(rate.group(1)) if rate else 0.0,
+        "p50": _seconds(p50.group(1)) if p50 else float("nan"),
+        "p99": _seconds(p99.group(1)) if p99 else float("nan"),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": socket_errors.group(1).strip() if socket_errors else "",
+    }
+
+
+class Gunicorn:
+    """A gunicorn server on ``target``'s settings, for as long as the ``with`` block lasts."""
+
+    def __init__(self, target: Target, worker_class: str, workers: int, threads: int) -> None:
+        self.target = target
+        self.worker_class = worker_class
+        self.workers = workers
+        self.threads = threads
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/orm"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env["DJPOOL_BENCH_DATABASE"] = json.dumps(self.target.databases_entry())
+        env["DJANGO_SETTINGS_MODULE"] = "djbench.settings"
+        # gunicorn runs in bench/: entries of a relative PYTHONPATH must keep pointing where they did.
+        inherited = [os.path.abspath(entry) for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+        env["PYTHONPATH"] = os.pathsep.join([str(BENCH_DIR), *inherited])
+        command = [
+            sys.executable, "-m", "gunicorn", "djbench.wsgi:application",
+            "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+            "--worker-class", self.worker_class, "--threads", str(self.threads),
+            "--log-level", "warning", "--timeout", "60",
+        ]  # fmt: skip
+        self._log = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(command, env=env, cwd=BENCH_DIR, stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def wait_until_serving(self) -> None:
+        assert self._process is not None
+        _wait_until_serving(self.url, self._process, self._log)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def load(self, duration: float) -> dict[str, Any]:
+        """Run wrk against the ORM view; req/s, latency percentiles, peak server connections."""
+        connections = max(4, self.workers * self.threads * 2)
+        command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration:g}s", "--latency", self.url]
+        with ConnectionMonitor(self.target.server, [self.target.database], interval=0.1) as monitor:
+            done = subprocess.run(command, check=True, capture_output=True, text=True)
+        result = parse_wrk(done.stdout)
+        result["peak_connections"] = monitor.peak[self.target.database]
+        return result
+
+
+def _wait_until_serving(url: str, server: subprocess.Popen[bytes], log: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"gunicorn exited: {log.read().decode(errors='replace')[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as error:
+            time.sleep(0.5)  # let the worker's traceback reach the log
+            log.seek(0)
+            raise RuntimeError(f"gunicorn answered {error.code}: {log.read().decode(errors='replace')[-1500:]}") from None
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"gunicorn did not answer {url} within {timeout:g} s")

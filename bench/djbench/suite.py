@@ -1,0 +1,519 @@
+"""Run every configuration side by side and check djpool's performance targets.
+
+    python bench/run.py            # full run (about 9 minutes)
+    python bench/run.py --smoke    # proves the benchmark works (under a minute)
+
+Configurations are interleaved round by round, so load from other processes
+on the machine hits them alike; ratios are medians of per-round ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from djbench import report
+from djbench.configs import CONFIGS, GRID, Sizing
+from djbench.report import Check, fmt, ms, us
+from djbench.servers import ConnectionMonitor, Server
+from djbench.workloads import ORM, SELECT, Clients, Run, Target, Workload, count_statements, run_threads
+
+VENDORS = ("postgresql", "mysql")
+
+
+@dataclass
+class Plan:
+    vendors: list[str]
+    threads: list[int]
+    latency_rounds: int
+    latency_batch: int
+    thread_rounds: int
+    thread_duration: float
+    statement_requests: int
+    sizing: Sizing
+    workload_threads: int
+    work: float
+    small_pool: int
+    large_pool: int
+    workload_rounds: int
+    workload_duration: float
+    e2e: bool
+    e2e_configs: list[str]
+    e2e_kinds: list[str]
+    e2e_duration: float
+    e2e_rounds: int
+    memory_connections: int
+    growth_requests: int
+    smoke: bool = False
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="a short run that proves the benchmark works (<60 s)")
+    parser.add_argument("--long", action="store_true", help="also check memory over 1,000,000 requests")
+    parser.add_argument("--vendors", default=",".join(VENDORS), help="postgresql,mysql")
+    parser.add_argument("--threads", default=None, help="thread counts of the scaling run (default 1,4,16,64)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per measurement")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per configuration per round (thread runs)")
+    parser.add_argument("--pool-size", type=int, default=10, help="POOL_SIZE (min_size for the native pool)")
+    parser.add_argument("--max-overflow", type=int, default=10, help="MAX_OVERFLOW (max_size - min_size)")
+    parser.add_argument("--workload-threads", type=int, default=32, help="threads of the query/work/query workload")
+    parser.add_argument("--work-ms", type=float, default=10.0, help="non-database work between its two queries")
+    parser.add_argument("--small-pool", type=int, default=4, help="pool size of the transaction-mode runs")
+    parser.add_argument("--large-pool", type=int, default=32, help="pool size of the session-mode runs")
+    parser.add_argument("--no-e2e", action="store_true", help="skip the gunicorn + wrk run")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--strict", action="store_true", help="exit with 1 when a target fails")
+    args = parser.parse_args(argv)
+    smoke = args.smoke
+    vendors = [v for v in args.vendors.split(",") if v]
+    for vendor in vendors:
+        if vendor not in VENDORS:
+            parser.error(f"--vendors: {vendor!r} is not one of {', '.join(VENDORS)}")
+    threads = [int(t) for t in (args.threads or ("1,4,64" if smoke else "1,4,16,64")).split(",")]
+    plan = Plan(
+        vendors=vendors,
+        threads=threads,
+        latency_rounds=10 if smoke else 100,
+        latency_batch=20,
+        thread_rounds=args.rounds or (1 if smoke else 2),
+        thread_duration=args.duration or (0.3 if smoke else 1.0),
+        statement_requests=50 if smoke else 200,
+        sizing=Sizing(args.pool_size, args.max_overflow),
+        workload_threads=args.workload_threads,
+        work=args.work_ms / 1000,
+        small_pool=args.small_pool,
+        large_pool=args.large_pool,
+        workload_rounds=args.rounds or (1 if smoke else 3),
+        workload_duration=args.duration or (0.5 if smoke else 2.0),
+        e2e=not args.no_e2e,
+        e2e_configs=["djpool"] if smoke else ["persistent", "native", "predecessor", "djpool"],
+        e2e_kinds=["sync"] if smoke else ["sync", "gthread"],
+        e2e_duration=1.0 if smoke else 2.0,
+        e2e_rounds=1 if smoke else 4,
+        memory_connections=20,
+        growth_requests=1_000_000 if args.long else (2_000 if smoke else 20_000),
+        smoke=smoke,
+    )
+    return plan, args
+
+
+@dataclass
+class Bench:
+    plan: Plan
+    servers: dict[str, Server] = field(default_factory=dict)
+    targets: dict[str, Target] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    checks: list[tuple[str, Check]] = field(default_factory=list)
+
+    # ##### Setup #####
+
+    def add_target(self, vendor: str, config: str, suffix: str = "", sizing: Sizing | None = None) -> None:
+        server = self.servers[vendor]
+        why_not = CONFIGS[config].available(vendor)
+        if why_not:
+            if vendor in CONFIGS[config].vendors:
+                self.note(f"{server.short}: {config} skipped: {why_not}")
+            return
+        key = f"{server.short}_{config}{suffix}"
+        database = f"djpool_bench_{os.getpid()}_{key}"
+        self.targets[key] = Target(key, CONFIGS[config], server, database, sizing or self.plan.sizing)
+
+    def target(self, vendor: str, name: str) -> Target | None:
+        return self.targets.get(f"{self.servers[vendor].short}_{name}")
+
+    def setup(self) -> None:
+        for vendor in self.plan.vendors:
+            self.servers[vendor] = Server.from_env(vendor)
+            for config in GRID:
+                self.add_target(vendor, config)
+            p = self.plan
+            self.add_target(vendor, "djpool", f"_session{p.large_pool}", Sizing(p.large_pool, 0, "session"))
+            self.add_target(vendor, "djpool", f"_transaction{p.small_pool}", Sizing(p.small_pool, 0, "transaction"))
+            self.add_target(vendor, "native", str(p.large_pool), Sizing(p.large_pool, 0))
+            self.add_target(vendor, "realpool", str(p.small_pool), Sizing(p.small_pool, 0))
+            self.add_target(vendor, "predecessor", str(p.large_pool), Sizing(p.large_pool, 0))
+        for target in self.targets.values():
+            target.server.create_database(target.database)
+        self.configure_django()
+
+    def configure_django(self) -> None:
+        import django
+        from django.conf import settings
+
+        databases: dict[str, Any] = {"default": {}}
+        for target in self.targets.values():
+            entry = target.databases_entry()
+            if entry is not None:
+                databases[target.alias] = entry
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="djpool-bench-not-secret",
+            USE_TZ=True,
+            INSTALLED_APPS=["djbench"],
+            DATABASES=databases,
+            LOGGING_CONFIG=None,
+        )
+        django.setup()
+        from django.db import connections
+
+        for alias in databases:
+            connections[alias]  # import every backend now, not in racing threads
+
+    def teardown(self) -> None:
+        for target in self.targets.values():
+            try:
+                target.dispose()
+            except Exception as error:
+                self.note(f"{target.key}: dispose failed: {error}")
+        time.sleep(0.2)
+        for target in self.targets.values():
+            try:
+                target.server.drop_database(target.database)
+            except Exception as error:
+                self.note(f"{target.key}: could not drop {target.database}: {error}")
+        for server in self.servers.values():
+            server.close()
+
+    def note(self, message: str) -> None:
+        print(f"  note: {message}", flush=True)
+
+    def error(self, where: str, errors: list[str]) -> None:
+        if errors:
+            message = f"{where}: {len(errors)} error(s), first: {errors[0]}"
+            self.errors.append(message)
+            print(f"  ERROR {message}", flush=True)
+
+    def check(self, vendor: str, check: Check) -> None:
+        self.checks.append((vendor, check))
+
+    # ##### Phases #####
+
+    def run(self) -> None:
+        phases = [self.statements, self.latency, self.scaling, self.workload, self.memory]
+        if self.plan.e2e:
+            phases.append(self.end_to_end)
+        for phase in phases:
+            started = time.monotonic()
+            phase()
+            print(f"  ({phase.__name__}: {time.monotonic() - started:.0f} s)\n", flush=True)
+
+    def grid(self, vendor: str, kinds: tuple[str, ...] = ("django", "driver", "sqlalchemy")) -> list[Target]:
+        return [t for name in GRID if (t := self.target(vendor, name)) is not None and t.config.kind in kinds]
+
+    def statements(self) -> None:
+        print("== Statements per request (server counters; SELECT 1 through connection.cursor())", flush=True)
+        targets = [t for vendor in self.plan.vendors for t in self.grid(vendor)]
+        counts = count_statements(targets, self.plan.statement_requests)
+        self.results["statements"] = counts
+        for vendor in self.plan.vendors:
+            rows = [[t.config.name, f"{counts[t.key]:.2f}"] for t in self.grid(vendor)]
+            print(f"-- {vendor}\n" + report.table(["configuration", "statements/request"], rows), flush=True)
+            djpool = self.target(vendor, "djpool")
+            if djpool is not None:
+                self.check(vendor, Check("djpool statements per request on a busy connection", counts[djpool.key], 1.0, unit=""))
+
+    def latency(self) -> None:
+        p = self.plan
+        self.results["latency"] = {}
+        for query in (SELECT, ORM):
+            title = "SELECT 1 through connection.cursor()" if query == SELECT else "ORM read Item.objects.get(pk=1)"
+            print(f"== Request latency, 1 thread, {title} ({p.latency_rounds} rounds of {p.latency_batch} requests, configurations taking turns)", flush=True)
+            for vendor in p.vendors:
+                targets = self.grid(vendor) if query == SELECT else self.grid(vendor, ("django",))
+                batch_means: dict[str, list[float]] = {t.key: [] for t in targets}
+                clients = Clients(targets, Workload(query))
+                try:
+                    clients.run(50)
+                    clients.reset()
+                    for r in range(p.latency_rounds):
+                        for target in targets[r % len(targets):] + targets[: r % len(targets)]:
+                            done = len(clients.latencies[target.key])
+                            clients.run_one(target.key, p.latency_batch)
+                            batch_means[target.key].append(report.mean(clients.latencies[target.key][done:]))
+                except RuntimeError as error:
+                    self.error(f"{vendor} latency", [str(error)])
+                    continue
+                finally:
+                    clients.close()
+                    for target in targets:
+                        target.dispose()
+                djpool = self.target(vendor, "djpool")
+                rows = []
+                summary = {}
+                for target in targets:
+                    latencies = clients.latencies[target.key]
+                    s = summary[target.key] = {
+                        "mean": report.mean(latencies),
+                        "p50": report.percentile(latencies, 0.5),
+                        "p99": report.percentile(latencies, 0.99),
+                        "requests": len(latencies),
+                        "djpool_ratio": report.ratio_of_rounds(batch_means[djpool.key], batch_means[target.key]) if djpool else float("nan"),
+                    }
+                    rows.append([target.config.name, us(s["mean"]), us(s["p50"]), us(s["p99"]), f"{1 / s['mean']:,.0f}", fmt(s["djpool_ratio"])])
+                print(f"-- {vendor}\n" + report.table(["configuration", "mean µs", "p50 µs", "p99 µs", "req/s", "djpool ÷ this"], rows), flush=True)
+                self.results["latency"][f"{vendor}:{query}"] = summary
+                if djpool is None:
+                    continue
+                limits = {"persistent": 0.75, "native": 0.75, "predecessor": 0.5} if query == SELECT else {"persistent": 0.9}
+                for name, limit in limits.items():
+                    other = self.target(vendor, name)
+                    if other is not None:
+                        self.check(vendor, Check(f"{title}: djpool ÷ {name} latency", summary[other.key]["djpool_ratio"], limit))
+
+    def scaling(self) -> None:
+        p = self.plan
+        print(f"== Threads (SELECT 1 per request, pools {p.sizing.size}+{p.sizing.overflow}, {p.thread_rounds} round(s) of {p.thread_duration:g} s)", flush=True)
+        self.results["scaling"] = {}
+        for vendor in p.vendors:
+            server = self.servers[vendor]
+            targets = self.grid(vendor)
+            rows = []
+            for threads in p.threads:
+                runs: dict[str, list[Run]] = {t.key: [] for t in targets}
+                skipped: dict[str, str] = {}
+                with ConnectionMonitor(server, [t.database for t in targets]) as monitor:
+                    for r in range(p.thread_rounds):
+                        order = targets[r % len(targets):] + targets[: r % len(targets)]
+                        for target in order:
+                            need = threads if not target.config.pooled else min(threads, target.sizing.max_connections)
+                            free = server.free_connection_slots()
+                            if free < need + 10:
+                                skipped[target.key] = f"server has {free} free connection slots, needs {need} + 10 spare"
+                                continue
+                            run = run_threads(target, Workload(), threads, p.thread_duration)
+                            target.dispose()
+                            self.error(f"{target.key} {threads} threads", run.errors)
+                            runs[target.key].append(run)
+                for target in targets:
+                    done = runs[target.key]
+                    if not done:
+                        rows.append([target.config.name, threads, "skipped", "", "", "", "", skipped.get(target.key, "")])
+                        continue
+                    latencies = [x for run in done for x in run.latencies]
+                    rate = sum(run.requests for run in done) / sum(run.elapsed for run in done)
+                    fairness = min(run.fairness for run in done)
+                    p50, p99 = report.percentile(latencies, 0.5), report.percentile(latencies, 0.99)
+                    peak = monitor.peak[target.database]
+                    worst = max(latencies) if latencies else float("nan")
+                    self.results["scaling"][f"{target.key}:{threads}"] = {
+                        "rate": rate, "p50": p50, "p99": p99, "max": worst, "fairness": fairness,
+                        "peak_connections": peak, "errors": sum(len(run.errors) for run in done),
+                    }  # fmt: skip
+                    rows.append([target.config.name, threads, f"{rate:,.0f}", ms(p50), ms(p99), ms(worst), f"{fairness:.2f}", peak])
+                    if target.config.name == "djpool" and threads == max(p.threads) and threads > p.sizing.max_connections:
+                        t = f"{threads} threads on a {p.sizing.size}+{p.sizing.overflow} pool"
+                        self.check(vendor, Check(f"{t}: fairness (Jain)", fairness, 0.9, higher_is_better=True, unit=""))
+                        self.check(vendor, Check(f"{t}: p99 ÷ p50", p99 / p50, 10.0))
+                        self.check(vendor, Check(f"{t}: slowest request (s)", worst, p.sizing.timeout, unit=" s"))
+                        self.check(vendor, Check(f"{t}: peak server connections", peak, p.sizing.max_connections, unit=""))
+            print(f"-- {vendor}\n" + report.table(["configuration", "threads", "req/s", "p50 ms", "p99 ms", "max ms", "fairness", "server conns"], rows), flush=True)
+
+    def workload(self) -> None:
+        p = self.plan
+        print(
+            f"== Workload (issue 12): {p.workload_threads} threads, request = query, {p.work * 1000:g} ms of non-DB work, query"
+            f" ({p.workload_rounds} round(s) of {p.workload_duration:g} s)",
+            flush=True,
+        )
+        names = [f"djpool_session{p.large_pool}", f"djpool_transaction{p.small_pool}", f"native{p.large_pool}", f"realpool{p.small_pool}", f"predecessor{p.large_pool}"]
+        self.results["workload"] = {}
+        for vendor in p.vendors:
+            server = self.servers[vendor]
+            targets = [t for name in names if (t := self.target(vendor, name)) is not None]
+            runs: dict[str, list[Run]] = {t.key: [] for t in targets}
+            with ConnectionMonitor(server, [t.database for t in targets]) as monitor:
+                for r in range(p.workload_rounds):
+                    order = targets[r % len(targets):] + targets[: r % len(targets)]
+                    for target in order:
+                        run = run_threads(target, Workload(SELECT, p.work), p.workload_threads, p.workload_duration)
+                        target.dispose()
+                        self.error(f"{target.key} workload", run.errors)
+                        runs[target.key].append(run)
+            rows = []
+            summary: dict[str, dict[str, float]] = {}
+            for target in targets:
+                latencies = [x for run in runs[target.key] for x in run.latencies]
+                s = summary[target.key] = {
+                    "rate": sum(run.requests for run in runs[target.key]) / sum(run.elapsed for run in runs[target.key]),
+                    "round_rates": [run.rate for run in runs[target.key]],
+                    "p50": report.percentile(latencies, 0.5),
+                    "p99": report.percentile(latencies, 0.99),
+                    "peak_connections": monitor.peak[target.database],
+                }
+                label = target.key.split("_", 1)[1]
+                rows.append([label, f"{s['rate']:,.0f}", ms(s["p50"]), ms(s["p99"]), s["peak_connections"]])
+            print(f"-- {vendor}\n" + report.table(["configuration", "req/s", "p50 ms", "p99 ms", "server conns"], rows), flush=True)
+            self.results["workload"][vendor] = summary
+            found = {name: summary.get(t.key) if (t := self.target(vendor, name)) else None for name in names}
+            session, tx, native, real = (found[name] for name in names[:4])
+            if tx is None:
+                continue
+            label = f"transaction mode on {p.small_pool}"
+            if native:
+                self.check(vendor, Check(f"workload: djpool {label} ÷ native pool on {p.large_pool} req/s", report.ratio_of_rounds(tx["round_rates"], native["round_rates"]), 1.0, higher_is_better=True))
+                self.check(vendor, Check(f"workload: djpool {label} p99 ÷ native pool on {p.large_pool} p99", tx["p99"] / native["p99"], 1.5))
+            if real:
+                self.check(vendor, Check(f"workload: djpool {label} ÷ django-pg-real-pool on {p.small_pool} req/s", report.ratio_of_rounds(tx["round_rates"], real["round_rates"]), 1.1, higher_is_better=True))
+            if vendor == "mysql" and session:
+                self.check(vendor, Check(f"workload: djpool {label} ÷ session mode on {p.large_pool} req/s", report.ratio_of_rounds(tx["round_rates"], session["round_rates"]), 0.9, higher_is_better=True))
+
+    def memory(self) -> None:
+        from djbench import memory
+
+        p = self.plan
+        print("== Memory (Python allocations, tracemalloc)", flush=True)
+        self.results["memory"] = {}
+        rows = []
+        for vendor in p.vendors:
+            djpool = self.target(vendor, "djpool")
+            if djpool is None:
+                continue
+            cost = memory.idle_pool_cost(djpool, p.memory_connections)
+            grown = memory.growth(djpool, p.growth_requests)
+            self.results["memory"][vendor] = {**cost, **grown}
+            added = cost["pool_bytes"] - cost["driver_bytes"]
+            rows.append([vendor, f"{cost['driver_bytes'] / 1024:,.0f}", f"{cost['pool_bytes'] / 1024:,.0f}", f"{added / cost['connections']:,.0f}", f"{grown['requests']:,}", f"{grown['growth_bytes'] / 1024:,.1f}"])
+            n = cost["connections"]
+            self.check(vendor, Check(f"memory: pool of {n} idle connections ÷ {n} connections opened by the backend", cost["pool_bytes"] / cost["driver_bytes"], 2.0))
+            self.check(vendor, Check(f"memory: growth over {grown['requests']:,} requests (KiB)", grown["growth_bytes"] / 1024, 64.0, unit=" KiB"))
+        print(report.table(["vendor", "connections KiB", "idle pool KiB", "added bytes/conn", "requests", "growth KiB"], rows), flush=True)
+
+    def end_to_end(self) -> None:
+        from djbench import e2e
+
+        p = self.plan
+        if shutil.which("wrk") is None:
+            self.note("gunicorn run skipped: wrk is not installed (apt install wrk)")
+            return
+        if importlib.util.find_spec("gunicorn") is None:
+            self.note("gunicorn run skipped: gunicorn is not installed")
+            return
+        print(
+            f"== gunicorn + wrk, ORM view, 2 workers (gthread: 4 threads each), pools 4+4,"
+            f" {p.e2e_rounds} round(s) of {p.e2e_duration:g} s per configuration, taking turns",
+            flush=True,
+        )
+        self.results["e2e"] = {}
+        e2e_sizing = Sizing(4, 4)
+        for vendor in p.vendors:
+            targets = []
+            for name in p.e2e_configs:
+                t = self.target(vendor, name)
+                if t is not None:
+                    targets.append(Target(t.key, t.config, t.server, t.database, e2e_sizing))
+            rows = []
+            summary: dict[str, dict[str, Any]] = {}
+            for kind in p.e2e_kinds:
+                threads = 4 if kind == "gthread" else 1
+                servers = {t.key: e2e.Gunicorn(t, kind, 2, threads) for t in targets}
+                runs: dict[str, list[dict[str, Any]]] = {key: [] for key in servers}
+                try:
+                    for server in servers.values():
+                        server.start()
+                    for key, server in list(servers.items()):
+                        try:
+                            server.wait_until_serving()
+                            server.load(1.0)  # warm-up: every worker opens its connections
+                        except Exception as error:
+                            self.error(f"{key} gunicorn {kind}", [f"{type(error).__name__}: {error}"])
+                            server.stop()
+                            del servers[key]
+                    keys = list(servers)
+                    for r in range(p.e2e_rounds):
+                        for key in keys[r % len(keys):] + keys[: r % len(keys)] if keys else []:
+                            result = servers[key].load(p.e2e_duration)
+                            if result["non_2xx"] or result["socket_errors"]:
+                                self.error(f"{key} gunicorn {kind}", [f"non-2xx: {result['non_2xx']}, socket errors: {result['socket_errors']}"])
+                            runs[key].append(result)
+                finally:
+                    for server in servers.values():
+                        server.stop()
+                for target in targets:
+                    done = runs[target.key]
+                    if not done:
+                        continue
+                    result = {
+                        "rate": report.mean([r["rate"] for r in done]),
+                        "round_rates": [r["rate"] for r in done],
+                        "p50": statistics.median(r["p50"] for r in done),
+                        "p99": statistics.median(r["p99"] for r in done),
+                        "peak_connections": max(r["peak_connections"] for r in done),
+                    }
+                    summary[f"{target.key}:{kind}"] = result
+                    rows.append([target.config.name, kind, f"{result['rate']:,.0f}", ms(result["p50"]), ms(result["p99"]), result["peak_connections"]])
+            print(f"-- {vendor}\n" + report.table(["configuration", "workers", "req/s", "p50 ms", "p99 ms", "server conns"], rows), flush=True)
+            self.results["e2e"][vendor] = summary
+            short = self.servers[vendor].short
+            for kind in p.e2e_kinds:
+                mine = summary.get(f"{short}_djpool:{kind}")
+                if mine is None:
+                    continue
+                native = summary.get(f"{short}_native:{kind}")
+                old = summary.get(f"{short}_predecessor:{kind}")
+                if native:
+                    self.check(vendor, Check(f"gunicorn {kind}: djpool ÷ native pool req/s", report.ratio_of_rounds(mine["round_rates"], native["round_rates"]), 1.0, higher_is_better=True))
+                    self.check(vendor, Check(f"gunicorn {kind}: djpool − native pool peak server connections", mine["peak_connections"] - native["peak_connections"], -1, unit=""))
+                if old:
+                    self.check(vendor, Check(f"gunicorn {kind}: djpool ÷ predecessor req/s", report.ratio_of_rounds(mine["round_rates"], old["round_rates"]), 1.2, higher_is_better=True))
+
+    def summary(self) -> int:
+        print("== Targets", flush=True)
+        for vendor in self.plan.vendors:
+            print(f"-- {vendor}")
+            for v, check in self.checks:
+                if v == vendor:
+                    print(check.line())
+        failed = sum(not c.passed for _, c in self.checks)
+        print(f"\n  {len(self.checks) - failed} of {len(self.checks)} targets passed; {len(self.errors)} error(s).")
+        if self.plan.smoke:
+            print("  (smoke run: too short for the figures to mean anything; it proves every configuration runs.)")
+        self.results["checks"] = [{"vendor": v, "name": c.name, "value": c.value, "limit": c.limit, "passed": c.passed} for v, c in self.checks]
+        self.results["errors"] = self.errors
+        return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    plan, args = parse_args(argv)
+    started = time.monotonic()
+    bench = Bench(plan)
+    print(f"djpool benchmark ({'smoke' if plan.smoke else 'full'}): Python {sys.version.split()[0]}, vendors {', '.join(plan.vendors)}", flush=True)
+    try:
+        bench.setup()
+        versions(bench)
+        bench.run()
+    finally:
+        bench.teardown()
+    failed = bench.summary()
+    print(f"  total {time.monotonic() - started:.0f} s")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(bench.results, out, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o))
+    if bench.errors:
+        return 2
+    return 1 if args.strict and failed else 0
+
+
+def versions(bench: Bench) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for dist in ("django", "sqlalchemy", "psycopg", "mysqlclient", "psycopg-pool", "django-db-connection-pool", "django-pg-real-pool", "gunicorn"):
+        try:
+            found.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            pass
+    server_versions = []
+    for vendor, server in bench.servers.items():
+        server_versions.append(f"{vendor} {server.query('SELECT version()')[0][0].split(',')[0]}")
+    print(f"  {'; '.join(found)}\n  servers: {'; '.join(server_versions)}\n", flush=True)
