@@ -58,7 +58,8 @@ class _Recording:
             return
         record: dict[str, Any] = {"id": test.id(), "outcome": outcome}
         if err is not None:
-            record["detail"] = _tail(self._exc_info_to_string(err, test))  # type: ignore[attr-defined]
+            # unittest.TestResult's formatting (RemoteTestResult turns it off).
+            record["detail"] = _tail(unittest.TestResult._exc_info_to_string(self, err, test))  # type: ignore[arg-type]
         _write(record)
 
     def addSuccess(self, test: Any) -> None:

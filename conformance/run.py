@@ -373,7 +373,9 @@ def load_known_differences(path: Path) -> list[KnownDifference]:
     return known
 
 
-def compare(stock: Run, pooled: Run, known: list[KnownDifference], django_version: str) -> list[str]:
+def compare(
+    stock: Run, pooled: Run, known: list[KnownDifference], django_version: str, used: set[int]
+) -> list[str]:
     """Print the two runs side by side; return the problems that fail the job."""
     problems: list[str] = []
     log("")
@@ -401,7 +403,6 @@ def compare(stock: Run, pooled: Run, known: list[KnownDifference], django_versio
     tests = sorted(set(stock.failing) | set(pooled.failing))
     if tests:
         log(f"    {'test':<100} {'stock':>8} {'pooled':>8}  verdict")
-    used: set[int] = set()
     for test in tests:
         in_stock = stock.outcomes.get(test, "-")
         in_pooled = pooled.outcomes.get(test, "-")
@@ -465,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"Django {django_version} (tests from {tests_dir}), Python {sys.version.split()[0]}; logs in {work}")
 
     problems: list[str] = []
+    used: set[int] = set()
     durations: list[tuple[str, float]] = []
     started = time.monotonic()
     counter = 0
@@ -495,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{pooled.name}: {test} {outcome}" for test, outcome in sorted(pooled.failing.items())
                     )
                     continue
-                problems.extend(compare(stock, pooled, known, django_version))
+                problems.extend(compare(stock, pooled, known, django_version, used))
         finally:
             server.kill_sessions(user, f"djpool_conf_{os.getpid()}_")
             server.drop_user(user)
@@ -505,6 +507,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, seconds in durations:
         log(f"    {name:<50} {seconds:>6.0f} s")
     log(f"    {'total':<50} {time.monotonic() - started:>6.0f} s")
+    stale = [entry for i, entry in enumerate(known) if i not in used]
+    if stale and not args.labels:
+        log("")
+        log("=== Known differences that did not occur in these runs (other backend, mode or Django, or fixed):")
+        for entry in stale:
+            log(f"    {entry.test}")
     if problems:
         log("")
         log(f"=== FAILED: {len(problems)} problem(s)")
