@@ -83,6 +83,22 @@ def raise_while_iterating_outside_atomic(request: Any) -> HttpResponse:
     return HttpResponse("empty table")
 
 
+def raise_holding_an_iterator(request: Any) -> HttpResponse:
+    """The open server-side cursor stays referenced from this frame (and so from the traceback)."""
+    db = _alias(request)
+    rows = Item.objects.using(db).all().iterator(chunk_size=1)
+    next(rows)
+    raise Planned("holding a half-read iterator")
+
+
+def raise_holding_an_iterator_in_atomic(request: Any) -> HttpResponse:
+    db = _alias(request)
+    with transaction.atomic(using=db):
+        rows = Item.objects.using(db).all().iterator(chunk_size=1)
+        next(rows)
+        raise Planned("holding a half-read iterator in atomic()")
+
+
 def database_error(request: Any) -> HttpResponse:
     """An error from the server itself, inside a transaction that wrote."""
     db = _alias(request)
@@ -116,6 +132,8 @@ urlpatterns = [
     path("iterate", raise_while_iterating),
     path("iterate_autocommit", raise_while_iterating_outside_atomic),
     path("dberror", database_error),
+    path("iterator_kept", raise_holding_an_iterator),
+    path("iterator_kept_atomic", raise_holding_an_iterator_in_atomic),
     path("pid", backend_pid),
 ]
 

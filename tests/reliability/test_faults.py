@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.core.signals import got_request_exception
 from django.db import connections
-from django.db.utils import InterfaceError, OperationalError
+from django.db.utils import DatabaseError, InterfaceError, OperationalError
 
 from djpool.core import stats
 from tests.conftest import run_in_threads
@@ -271,3 +271,88 @@ def test_connection_killed_mid_request_with_reset(reset, make_alias, server):
         assert stats(alias)["checked_out"] == 0
 
     assert _in_forked_child(work) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["session", "transaction", "full-reset"])
+def test_sessions_killed_at_random_under_load(mode, wsgi, items, make_alias, server):
+    """Chaos: the server kills a random session of the pool every 20 ms during failing requests.
+
+    Only database errors may fail a request that should succeed; nothing
+    rolled back is ever committed, everything acknowledged is; afterwards
+    the pool is whole and every request succeeds.
+    """
+    from tests.reliability.test_request_errors import MODES, ROUTES
+
+    pool_size, max_overflow, threads, total = 4, 4, 16, 1_600
+    alias = make_alias({"POOL_SIZE": pool_size, "MAX_OVERFLOW": max_overflow, "TIMEOUT": 30, **MODES[mode]})
+    baseline_sessions = server.session_ids()
+    log = RequestLog()
+    results: list[tuple[str, int, int, BaseException | None]] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+    stop = threading.Event()
+    killed: list[int] = []
+
+    def client() -> None:
+        while True:
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                return
+            route = ROUTES[n % len(ROUTES)]
+            log._current.error = None
+            status, _ = wsgi.get(route, db=alias, n=n)
+            with lock:
+                results.append((route, n, status, log._current.error))
+
+    def killer() -> None:
+        import random
+
+        while not stop.is_set():
+            victims = sorted(server.session_ids() - baseline_sessions)
+            if victims:
+                victim = random.choice(victims)
+                server.kill(victim)
+                killed.append(victim)
+            time.sleep(0.02)
+
+    with PeakWatcher(server.connection_count) as watcher:
+        chaos = threading.Thread(target=killer)
+        chaos.start()
+        workers = [threading.Thread(target=client) for _ in range(threads)]
+        try:
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join(120)
+        finally:
+            stop.set()
+            chaos.join(10)
+            log.disconnect()
+    assert len(results) == total and len(killed) >= 10, (len(results), len(killed))
+    planned = ("Planned",)
+    for route, n, status, error in results:
+        if status == 200:
+            continue
+        assert status == 500
+        if route in ("commit", "pid"):
+            # a request meant to succeed failed: only because its session was killed
+            assert isinstance(error, (OperationalError, InterfaceError)), (route, repr(error))
+        else:
+            assert error is not None and (type(error).__name__ in planned or isinstance(error, DatabaseError)), repr(error)
+    assert watcher.peak - len(baseline_sessions) <= pool_size + max_overflow + 1  # +1: a killed session may linger a moment
+
+    names = set(items.objects.values_list("name", flat=True))
+    acknowledged = {f"ok-{n}" for route, n, status, _ in results if route == "commit" and status == 200}
+    assert acknowledged <= names
+    assert not [name for name in names if name.startswith("rb-")]
+    figures = stats(alias)
+    assert figures["checked_out"] == 0, figures
+
+    # Once the chaos stops (and PRE_PING_IDLE has passed), every request succeeds.
+    time.sleep(1.1)
+    after = run_in_threads(8, lambda i: [wsgi.get("pid", db=alias)[0] for _ in range(5)])
+    assert [status for statuses in after for status in statuses] == [200] * 40
+    assert stats(alias)["checked_out"] == 0
+    assert len(server.session_ids() - baseline_sessions) <= pool_size

@@ -8,17 +8,23 @@ rolled-back ones are not.
 
 from __future__ import annotations
 
+import gc
+import sys
 import threading
 
 import pytest
-from django.db import connections
+from django.core.signals import got_request_exception
+from django.db import connections, transaction
 
 from djpool.core import stats
 from tests.reliability.conftest import PeakWatcher, backend_pid
 
 pytestmark = pytest.mark.server_backed
 
-ROUTES = ["commit", "atomic", "open", "on_commit", "iterate", "iterate_autocommit", "dberror", "pid"]
+ROUTES = [
+    "commit", "atomic", "open", "on_commit", "iterate", "iterate_autocommit",
+    "iterator_kept", "iterator_kept_atomic", "dberror", "pid",
+]
 EXPECTED_STATUS = {"commit": 200, "pid": 200}
 
 
@@ -85,12 +91,24 @@ def test_ten_thousand_failing_requests_across_32_threads(mode, total, wsgi, item
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
-    with PeakWatcher(server.connection_count, interval=0.05) as watcher:
-        workers = [threading.Thread(target=client) for _ in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(300)
+    # Like an error reporter, keep each thread's last exception (and with it
+    # the traceback's frames) until that thread's next error.
+    kept: dict[int, BaseException | None] = {}
+
+    def keep(sender: object, **kwargs: object) -> None:
+        kept[threading.get_ident()] = sys.exc_info()[1]
+
+    got_request_exception.connect(keep, dispatch_uid="djpool-reliability-keep")
+    try:
+        with PeakWatcher(server.connection_count, interval=0.05) as watcher:
+            workers = [threading.Thread(target=client) for _ in range(threads)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join(300)
+    finally:
+        got_request_exception.disconnect(dispatch_uid="djpool-reliability-keep")
+        kept.clear()
     assert not errors, errors[:3]
     assert not any(worker.is_alive() for worker in workers)
 
@@ -108,7 +126,43 @@ def test_ten_thousand_failing_requests_across_32_threads(mode, total, wsgi, item
     names = list(items.objects.using(alias).values_list("name", flat=True))
     connections[alias].close()
     per_route = total // len(ROUTES)
+    assert per_route * len(ROUTES) == total
     assert len(names) == len(set(names))
     assert sum(name.startswith("ok-") for name in names) == per_route
     assert sum(name.startswith("oc-") for name in names) == per_route
     assert not [name for name in names if name.startswith("rb-")]
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+@pytest.mark.parametrize("route", ["iterator_kept", "iterator_kept_atomic"])
+def test_half_read_iterator_kept_by_an_error_never_touches_the_next_request(route, mode, wsgi, items, make_alias, server):
+    """The failed request's traceback keeps a half-read iterator() alive after the connection went back.
+
+    When it is collected, Django closes the server-side cursor: that must not
+    run CLOSE in the transaction of whichever request has the connection then.
+    """
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 2, **MODES[mode]})
+    kept: list[BaseException | None] = []
+
+    def keep(sender: object, **kwargs: object) -> None:
+        kept.append(sys.exc_info()[1])
+
+    got_request_exception.connect(keep, dispatch_uid="djpool-reliability-kept")
+    try:
+        assert wsgi.get(route, db=alias, n=1)[0] == 500
+    finally:
+        got_request_exception.disconnect(dispatch_uid="djpool-reliability-kept")
+    assert len(kept) == 1 and kept[0].__traceback__ is not None
+
+    conn = connections[alias]
+    with transaction.atomic(using=alias):
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_cursors")
+            assert cursor.fetchone()[0] == 0, "the failed request's cursor is still open in this session"
+        items.objects.using(alias).create(name="next-request")
+        kept.clear()
+        gc.collect()  # the iterator is finalized now, in the middle of this transaction
+        assert items.objects.using(alias).filter(name="next-request").exists()
+    conn.close()
+    assert items.objects.filter(name="next-request").exists()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -74,6 +75,8 @@ class PooledDatabaseWrapperMixin:
         self._djpool_health_checking = False
         self._djpool_errors_checking = False
         self._djpool_open_cursors = 0
+        # Cursors of iterator() (server-side on PostgreSQL), closed on release.
+        self._djpool_chunked_cursors: weakref.WeakSet[Any] = weakref.WeakSet()
         self._djpool_connecting = False
         # Django opens "maintenance" connections (to create or drop test
         # databases) under NO_DB_ALIAS; pooling them would keep a session on
@@ -221,6 +224,17 @@ class PooledDatabaseWrapperMixin:
         self.connection = None
         if connection is None or pool is None:
             return
+        # An iterator() left half-read by an error is finalized whenever its
+        # traceback is collected, in any thread: its cursor must not send
+        # CLOSE then on a connection another request holds (that aborts the
+        # other request's transaction), nor stay open in this session.
+        for cursor in list(self._djpool_chunked_cursors):
+            try:
+                cursor.close()
+            except Exception:  # noqa: BLE001 - the connection goes back anyway
+                pass
+        self._djpool_chunked_cursors.clear()
+        self._djpool_open_cursors = 0
         with self.wrap_database_errors:  # type: ignore[attr-defined]
             pool.checkin(
                 connection,
@@ -256,6 +270,7 @@ class PooledDatabaseWrapperMixin:
             self._djpool_pool = None
             self._djpool_open_cursors = 0
             self.connection = None
+        self._djpool_chunked_cursors.clear()
         self._djpool_cached_pool = None
 
     def close_pool(self) -> None:
@@ -280,6 +295,12 @@ class PooledDatabaseWrapperMixin:
         super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)  # type: ignore[misc]
         if autocommit and self._djpool_transaction_mode and self._djpool_open_cursors <= 0:
             self._djpool_release_between_transactions()
+
+    def chunked_cursor(self) -> Any:
+        cursor = super().chunked_cursor()  # type: ignore[misc]
+        if self._djpool_connection is not None:
+            self._djpool_chunked_cursors.add(cursor)
+        return cursor
 
     def make_cursor(self, cursor: Any) -> CursorWrapper:
         if self._djpool_transaction_mode and self._djpool_connection is not None:
@@ -353,6 +374,7 @@ class _ReleasingCursor:
         if (
             isinstance(sql, str)
             and self.db.autocommit
+            and not self.db._djpool_connecting  # Django's own per-connection setup
             and not self.db.in_atomic_block
             and _SESSION_SET.match(sql)
             and sql not in _warned_statements
