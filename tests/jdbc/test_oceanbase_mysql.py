@@ -188,3 +188,29 @@ def test_server_version_is_accepted(target):
     else:
         assert "OceanBase" in version and connection.mysql_version[:2] == (5, 7)
     connection.close()
+
+
+def test_raw_sql_oceanbase_engine_on_seekdb(seekdb, jdbc_alias):
+    # ENGINE djpool.backends.jdbc.oceanbase: OceanBase's defaults, here with
+    # the driver and URL overridden to what exists in CI.
+    alias = jdbc_alias(
+        {
+            "ENGINE": "djpool.backends.jdbc.oceanbase",
+            "NAME": seekdb.database,
+            "USER": "root",
+            "JDBC_DRIVER": "org.mariadb.jdbc.Driver",
+            "JDBC_URL": f"jdbc:mariadb://{servers.HOST}:{seekdb.port}/{seekdb.database}",
+            "POOL_OPTIONS": {"POOL_SIZE": 1},
+        }
+    )
+    connection = connections[alias]
+    ids = set()
+    for _ in range(3):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT VERSION(), CONNECTION_ID(), %(a)s", {"a": "50%"})
+            version, session, echoed = cursor.fetchone()
+            ids.add(int(session))
+            assert connection.ops.quote_name("t") == "`t`"  # the driver's identifier quote
+        connection.close()
+    assert "OceanBase" in version and echoed == "50%"
+    assert len(ids) == 1 and ids <= seekdb.session_ids()

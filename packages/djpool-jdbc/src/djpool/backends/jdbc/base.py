@@ -28,6 +28,7 @@ from django.db.backends.base.features import BaseDatabaseFeatures
 from django.db.backends.base.introspection import BaseDatabaseIntrospection
 from django.db.backends.base.operations import BaseDatabaseOperations
 
+from djpool.backends.jdbc import dbapi
 from djpool.backends.jdbc.__about__ import __version__
 from djpool.backends.jdbc.mixins import JDBCConnectionMixin, JDBCPoolMixin
 from djpool.core.compat import require_core
@@ -44,10 +45,18 @@ class DatabaseFeatures(BaseDatabaseFeatures):
 
 
 class DatabaseOperations(BaseDatabaseOperations):
+    _identifier_quote: str | None = None
+
     def quote_name(self, name: str) -> str:
-        # The driver knows its server's identifier quote (MySQL: a backtick).
-        connection = self.connection.connection
-        quote = connection.identifier_quote if connection is not None else '"'
+        # The driver knows its server's identifier quote (MySQL: a backtick);
+        # it is learnt on the first open connection ('"' until then).
+        quote = self._identifier_quote
+        if quote is None:
+            connection = self.connection.connection
+            if isinstance(connection, dbapi.Connection) and not connection.closed:
+                quote = self._identifier_quote = connection.identifier_quote
+            else:
+                quote = '"'
         if name.startswith(quote) and name.endswith(quote):
             return name
         return f"{quote}{name}{quote}"

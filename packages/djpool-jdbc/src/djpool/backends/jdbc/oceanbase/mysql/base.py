@@ -30,6 +30,7 @@ import decimal
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.backends.mysql import base as mysql
 
 from djpool.backends.jdbc.mixins import JDBCConnectionMixin, JDBCPoolMixin
@@ -48,8 +49,9 @@ class DatabaseFeatures(mysql.DatabaseFeatures):
 
 
 class DatabaseOperations(mysql.DatabaseOperations):
-    def binary_placeholder_sql(self, value: Any) -> str:
-        return "%s"
+    # Plain %s, without MySQL's "_binary" prefix. Django's base version, whose
+    # signature changed in 6.1 ((value) -> sql; (value, compiler) -> (sql, params)).
+    binary_placeholder_sql = BaseDatabaseOperations.binary_placeholder_sql
 
 
 class DatabaseSchemaEditor(mysql.DatabaseSchemaEditor):
