@@ -114,7 +114,11 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 60
     """Run ``code`` in a fresh interpreter (a JVM of its own) with this checkout importable."""
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(
-        [str(HERE.parents[1]), *[str(p) for p in (HERE.parents[1] / "packages").glob("djpool-*/src")], full_env.get("PYTHONPATH", "")]
+        [
+            str(HERE.parents[1]),
+            *[str(p) for p in (HERE.parents[1] / "packages").glob("djpool-*/src")],
+            full_env.get("PYTHONPATH", ""),
+        ]
     )
     return subprocess.run(
         [servers.python_executable(), "-c", code],

@@ -20,7 +20,9 @@ from typing import Any
 from tests.servers import HOST, Server
 
 PID = os.getpid()
-POSTGRESQL = Server("postgresql", "djpool.backends.jdbc", 5432, "postgres", f"djpool_jdbc_{PID}", "SELECT pg_backend_pid()")
+POSTGRESQL = Server(
+    "postgresql", "djpool.backends.jdbc", 5432, "postgres", f"djpool_jdbc_{PID}", "SELECT pg_backend_pid()"
+)
 MARIADB = Server("mysql", "djpool.backends.jdbc", 3306, "root", f"djpool_jdbc_{PID}", "SELECT CONNECTION_ID()")
 
 DRIVERS = {"postgresql": "org.postgresql.Driver", "mysql": "org.mariadb.jdbc.Driver"}
@@ -40,7 +42,9 @@ def class_path() -> str:
         try:
             listing = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True, check=True).stdout
         except (OSError, subprocess.CalledProcessError):
-            raise RuntimeError(f"the JDBC suite needs the Debian package {package} (apt-get install {package})") from None
+            raise RuntimeError(
+                f"the JDBC suite needs the Debian package {package} (apt-get install {package})"
+            ) from None
         found = [line for line in listing.splitlines() if line.endswith("/" + jar)]
         if not found:
             raise RuntimeError(f"{package} installs no {jar}")
@@ -127,7 +131,9 @@ def start_seekdb(timeout: float = 90) -> Server | None:
         stdin=subprocess.DEVNULL,
     )
     _seekdb.update(process=process, base=base, log=log)
-    server = Server("mysql", "djpool.backends.jdbc.oceanbase.mysql", port, "root", f"djpool_jdbc_{PID}", "SELECT CONNECTION_ID()")
+    server = Server(
+        "mysql", "djpool.backends.jdbc.oceanbase.mysql", port, "root", f"djpool_jdbc_{PID}", "SELECT CONNECTION_ID()"
+    )
     deadline = time.monotonic() + timeout
     while True:
         try:

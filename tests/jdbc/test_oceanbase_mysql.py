@@ -123,7 +123,9 @@ def test_relations_aggregates_and_raw(target):
     ann = JdbcAuthor.objects.using(alias).create(name="ann")
     JdbcBook.objects.using(alias).bulk_create([JdbcBook(author=ann, title=f"t{i}", pages=i) for i in range(5)])
     assert JdbcBook.objects.using(alias).filter(author__name="ann").aggregate(models.Sum("pages"))["pages__sum"] == 10
-    assert list(JdbcBook.objects.using(alias).filter(pages__gte=3).values_list("title", flat=True).order_by("title")) == ["t3", "t4"]
+    assert list(
+        JdbcBook.objects.using(alias).filter(pages__gte=3).values_list("title", flat=True).order_by("title")
+    ) == ["t3", "t4"]
     assert JdbcAuthor.objects.using(alias).filter(jdbcbook__pages=4).exists()
     obj, created = JdbcAuthor.objects.using(alias).get_or_create(name="bob")
     assert created and JdbcAuthor.objects.using(alias).get_or_create(name="bob") == (obj, False)

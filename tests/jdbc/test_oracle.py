@@ -90,7 +90,15 @@ def test_oracle_engine_probes_the_version_through_jdbc_metadata(jdbc_alias):
 
 
 def test_oracle_engine_defaults_to_the_oracle_driver(jdbc_alias):
-    alias = jdbc_alias({"ENGINE": "djpool.backends.jdbc.oracle", "NAME": "FREEPDB1", "HOST": "db.internal", "USER": "u", "PASSWORD": "secret"})
+    alias = jdbc_alias(
+        {
+            "ENGINE": "djpool.backends.jdbc.oracle",
+            "NAME": "FREEPDB1",
+            "HOST": "db.internal",
+            "USER": "u",
+            "PASSWORD": "secret",
+        }
+    )
     params = connections[alias].get_connection_params()
     assert params["driver"] == "oracle.jdbc.OracleDriver"
     assert params["url"] == "jdbc:oracle:thin:@//db.internal:1521/FREEPDB1"
@@ -133,7 +141,9 @@ def test_orm_round_trip(oracle_alias):
 def test_raw_sql_parameters(oracle_alias):
     connection = connections[oracle_alias]
     with connection.cursor() as cursor:
-        cursor.execute('INSERT INTO "TESTAPP_JDBCNOTE" ("TITLE", "BODY") VALUES (%(t)s, %(b)s)', {"t": "50%", "b": "'%s' stays"})
+        cursor.execute(
+            'INSERT INTO "TESTAPP_JDBCNOTE" ("TITLE", "BODY") VALUES (%(t)s, %(b)s)', {"t": "50%", "b": "'%s' stays"}
+        )
         cursor.execute("""SELECT "BODY", '100%%' FROM "TESTAPP_JDBCNOTE" WHERE "TITLE" = %s""", ["50%"])
         assert cursor.fetchone() == ("'%s' stays", "100%")
     connection.close()

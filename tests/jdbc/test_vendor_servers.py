@@ -70,9 +70,7 @@ def vendor_alias(request, jdbc_alias):
 
 def session_id(connection) -> int:
     sql = (
-        "SELECT SYS_CONTEXT('USERENV', 'SID') FROM DUAL"
-        if connection.vendor == "oracle"
-        else "SELECT CONNECTION_ID()"
+        "SELECT SYS_CONTEXT('USERENV', 'SID') FROM DUAL" if connection.vendor == "oracle" else "SELECT CONNECTION_ID()"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql)

@@ -40,7 +40,16 @@ def test_bridge_errors_without_sqlstate_keep_their_kind():
 
 def test_django_wraps_every_class():
     # Django's wrap_database_errors looks the classes up by name on Database.
-    for name in ("DataError", "OperationalError", "IntegrityError", "InternalError", "ProgrammingError",
-                 "NotSupportedError", "DatabaseError", "InterfaceError", "Error"):
+    for name in (
+        "DataError",
+        "OperationalError",
+        "IntegrityError",
+        "InternalError",
+        "ProgrammingError",
+        "NotSupportedError",
+        "DatabaseError",
+        "InterfaceError",
+        "Error",
+    ):
         assert issubclass(getattr(dbapi, name), dbapi.Error)
         assert hasattr(utils, name)

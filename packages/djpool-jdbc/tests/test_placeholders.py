@@ -16,7 +16,7 @@ CASES = [
     ("SELECT 100 %% 7, %s", [1], False, "SELECT 100 % 7, ?", [1]),
     ("SELECT '%%s', %s", [1], False, "SELECT '%s', ?", [1]),
     ("SELECT '%s'", [], False, "SELECT '%s'", []),
-    ("SELECT \"col%s\" FROM t WHERE a = %s", [1], False, 'SELECT "col%s" FROM t WHERE a = ?', [1]),
+    ('SELECT "col%s" FROM t WHERE a = %s', [1], False, 'SELECT "col%s" FROM t WHERE a = ?', [1]),
     ("SELECT 'it''s %s', %s", [1], False, "SELECT 'it''s %s', ?", [1]),
     ("SELECT %s -- not %s\n, %s", [1, 2], False, "SELECT ? -- not %s\n, ?", [1, 2]),
     ("SELECT %s /* not %s */ , %s", [1, 2], False, "SELECT ? /* not %s */ , ?", [1, 2]),

@@ -37,7 +37,11 @@ def test_class_path_forms():
     [
         ({}, None, "DATABASES['db']['JDBC_URL'] is required with ENGINE 'E'"),
         ({}, "jdbc:x:{name}", "DATABASES['db']['NAME'] is required"),
-        ({"NAME": "a", "JDBC_BRIDGE": "jdbc"}, "jdbc:x:{name}", "['JDBC_BRIDGE'] must be one of 'jpype', 'jaydebeapi'; got 'jdbc'"),
+        (
+            {"NAME": "a", "JDBC_BRIDGE": "jdbc"},
+            "jdbc:x:{name}",
+            "['JDBC_BRIDGE'] must be one of 'jpype', 'jaydebeapi'; got 'jdbc'",
+        ),
         ({"NAME": "a", "JDBC_CLASSPATH": 5}, "jdbc:x:{name}", "['JDBC_CLASSPATH'] must be a path"),
         ({"NAME": "a", "OPTIONS": {"x": [1]}}, "jdbc:x:{name}", "['OPTIONS']['x'] is passed to the JDBC driver"),
         ({"JDBC_URL": "postgresql://u:secret@h/db"}, None, "['JDBC_URL'] must be a string starting with 'jdbc:'"),

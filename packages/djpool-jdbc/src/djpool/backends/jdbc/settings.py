@@ -40,7 +40,9 @@ def _class_path(alias: str, value: Any) -> list[str]:
 
 def _property(alias: str, key: Any, value: Any) -> str:
     if not isinstance(key, str):
-        raise ImproperlyConfigured(f"{_where(alias)}['OPTIONS'] keys must be strings (JDBC driver properties); got {key!r}.")
+        raise ImproperlyConfigured(
+            f"{_where(alias)}['OPTIONS'] keys must be strings (JDBC driver properties); got {key!r}."
+        )
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (str, int, float)):
@@ -71,7 +73,9 @@ def jdbc_connection_params(
     where = _where(alias)
     url = settings_dict.get("JDBC_URL")
     if url is not None and (not isinstance(url, str) or not url.startswith("jdbc:")):
-        raise ImproperlyConfigured(f"{where}['JDBC_URL'] must be a string starting with 'jdbc:'; got a {type(url).__name__} value.")
+        raise ImproperlyConfigured(
+            f"{where}['JDBC_URL'] must be a string starting with 'jdbc:'; got a {type(url).__name__} value."
+        )
     if not url:
         if url_template is None:
             raise ImproperlyConfigured(

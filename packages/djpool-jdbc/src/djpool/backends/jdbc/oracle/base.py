@@ -111,8 +111,7 @@ class OracleJDBCDatabaseWrapper(JDBCConnectionMixin, oracle.DatabaseWrapper):
         return [
             "ALTER SESSION SET NLS_TERRITORY = 'AMERICA'",
             "ALTER SESSION SET NLS_DATE_FORMAT = 'YYYY-MM-DD HH24:MI:SS'"
-            " NLS_TIMESTAMP_FORMAT = 'YYYY-MM-DD HH24:MI:SS.FF'"
-            + (" TIME_ZONE = 'UTC'" if settings.USE_TZ else ""),
+            " NLS_TIMESTAMP_FORMAT = 'YYYY-MM-DD HH24:MI:SS.FF'" + (" TIME_ZONE = 'UTC'" if settings.USE_TZ else ""),
         ]
 
     def init_connection_state(self) -> None:
@@ -126,9 +125,7 @@ class OracleJDBCDatabaseWrapper(JDBCConnectionMixin, oracle.DatabaseWrapper):
             # Ticket #14149: can LIKE be used, or must it be LIKEC?
             with self.connection.cursor() as cursor:
                 try:
-                    cursor.execute(
-                        "SELECT 1 FROM DUAL WHERE DUMMY %s" % self._standard_operators["contains"], ["X"]
-                    )
+                    cursor.execute("SELECT 1 FROM DUAL WHERE DUMMY %s" % self._standard_operators["contains"], ["X"])
                 except dbapi.DatabaseError:
                     self.operators = self._likec_operators
                     self.pattern_ops = self._likec_pattern_ops
