@@ -6,6 +6,7 @@ never stopped.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -274,6 +275,9 @@ def test_connection_killed_mid_request_with_reset(reset, make_alias, server):
 
 
 @pytest.mark.slow
+# Django's iterator() generator, finalized after its session was killed, fails
+# to close its cursor; Python reports that as "unraisable". Expected here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("mode", ["session", "transaction", "full-reset"])
 def test_sessions_killed_at_random_under_load(mode, wsgi, items, make_alias, server):
     """Chaos: the server kills a random session of the pool every 20 ms during failing requests.
@@ -290,15 +294,17 @@ def test_sessions_killed_at_random_under_load(mode, wsgi, items, make_alias, ser
     log = RequestLog()
     results: list[tuple[str, int, int, BaseException | None]] = []
     lock = threading.Lock()
-    counter = iter(range(total))
+    counter = itertools.count()
     stop = threading.Event()
     killed: list[int] = []
+    deadline = time.monotonic() + 30
 
     def client() -> None:
         while True:
             with lock:
-                n = next(counter, None)
-            if n is None:
+                n = next(counter)
+            # At least `total` requests, and on until at least 10 sessions were killed.
+            if (n >= total and len(killed) >= 10) or time.monotonic() > deadline:
                 return
             route = ROUTES[n % len(ROUTES)]
             log._current.error = None
@@ -317,7 +323,14 @@ def test_sessions_killed_at_random_under_load(mode, wsgi, items, make_alias, ser
                 killed.append(victim)
             time.sleep(0.02)
 
-    with PeakWatcher(server.connection_count) as watcher:
+    def live_sessions() -> int:
+        if server.vendor == "postgresql":
+            return server.connection_count()
+        # MariaDB lists a killed session (Command "Killed") until its thread notices.
+        sql = "SELECT count(*) FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID() AND command <> 'Killed'"
+        return int(server.query(sql, [server.database])[0][0])
+
+    with PeakWatcher(live_sessions) as watcher:
         chaos = threading.Thread(target=killer)
         chaos.start()
         workers = [threading.Thread(target=client) for _ in range(threads)]
@@ -330,7 +343,7 @@ def test_sessions_killed_at_random_under_load(mode, wsgi, items, make_alias, ser
             stop.set()
             chaos.join(10)
             log.disconnect()
-    assert len(results) == total and len(killed) >= 10, (len(results), len(killed))
+    assert len(results) >= total and len(killed) >= 10, (len(results), len(killed))
     planned = ("Planned",)
     for route, n, status, error in results:
         if status == 200:
