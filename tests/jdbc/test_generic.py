@@ -404,3 +404,19 @@ def test_dialect_ping_sees_a_killed_session(server, bridge):
             cursor.execute("SELECT 1")
     dialect.do_close(conn)
     assert conn.closed
+
+
+def test_transaction_mode_gives_connections_back_between_transactions(alias, server):
+    name = alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "POOL_MODE": "transaction"})
+    conn = connections[name]
+    with conn.cursor() as cursor:
+        cursor.execute(server.pid_query)
+    # The cursor closed outside a transaction: the connection went back.
+    assert stats(name)["checked_out"] == 0
+    with transaction.atomic(using=name):
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        assert stats(name)["checked_out"] == 1
+    assert stats(name)["checked_out"] == 0
+    assert stats(name)["connects"] == 1
+    conn.close()

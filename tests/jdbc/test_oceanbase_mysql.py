@@ -216,3 +216,22 @@ def test_raw_sql_oceanbase_engine_on_seekdb(seekdb, jdbc_alias):
         connection.close()
     assert "OceanBase" in version and echoed == "50%"
     assert len(ids) == 1 and ids <= seekdb.session_ids()
+
+
+def test_init_command_runs_once_per_server_connection(jdbc_alias):
+    # mysqlclient's OPTIONS["init_command"], replayed over JDBC by init_connection_state().
+    alias = jdbc_alias(
+        {**mariadb_entry(), "OPTIONS": {"init_command": "SET @djpool_init = 42"}, "POOL_OPTIONS": {"POOL_SIZE": 1}}
+    )
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @djpool_init")
+        assert int(cursor.fetchone()[0]) == 42
+        cursor.execute("SET @djpool_init = 7")
+    connection.close()
+    # Same server connection, and the setup did not run again on checkout.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @djpool_init")
+        assert int(cursor.fetchone()[0]) == 7
+    connection.close()
+    assert stats(alias)["connects"] == 1

@@ -81,6 +81,7 @@ class OceanBaseMySQLDatabaseWrapper(JDBCConnectionMixin, mysql.DatabaseWrapper):
     jdbc_default_port = OCEANBASE_PORT
     jdbc_mysql_syntax = True
     jdbc_generated_keys = True
+    jdbc_init_command: str | None = None
 
     features_class = DatabaseFeatures
     ops_class = DatabaseOperations
@@ -99,13 +100,17 @@ class OceanBaseMySQLDatabaseWrapper(JDBCConnectionMixin, mysql.DatabaseWrapper):
                     f"got {isolation_level!r}."
                 )
         self.isolation_level = isolation_level
+        # mysqlclient options with no JDBC property of the same meaning:
+        # init_command runs in init_connection_state(); Connector/J talks utf8mb4.
+        self.jdbc_init_command = options.pop("init_command", None)
+        options.pop("charset", None)
         return options
 
     def init_connection_state(self) -> None:
         # Django joins its SET statements with "; " for mysqlclient; a JDBC
         # statement holds one (unless the driver allows multi-queries).
         super(mysql.DatabaseWrapper, self).init_connection_state()
-        statements = []
+        statements = [self.jdbc_init_command] if self.jdbc_init_command else []
         if self.features.is_sql_auto_is_null_enabled:
             statements.append("SET SQL_AUTO_IS_NULL = 0")
         if self.isolation_level:
