@@ -131,3 +131,27 @@ def test_timestamps_round_trip_whatever_the_host_time_zone():
         TZ="America/New_York",
     )
     assert out.strip() == "True"
+
+
+def test_forked_child_gets_a_clear_error_instead_of_a_hang():
+    out = run(
+        """
+        import os
+        from django.core.exceptions import ImproperlyConfigured
+        add("h2", {"ENGINE": "djpool.backends.jdbc", "JDBC_DRIVER": "org.h2.Driver", "JDBC_URL": "jdbc:h2:mem:f"})
+        with connections["h2"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        connections["h2"].close()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                connections["h2"].ensure_connection()
+            except ImproperlyConfigured as error:
+                print("child:", error, flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """,
+        CLASSPATH=servers.class_path(),
+    )
+    assert "child: djpool JDBC: this process was forked from process" in out
+    assert "does not survive fork()" in out

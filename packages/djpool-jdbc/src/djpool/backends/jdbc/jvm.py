@@ -31,6 +31,9 @@ JVM_OPTIONS = ("-Duser.timezone=UTC",)
 
 _lock = threading.Lock()
 _started_here = False
+# The process the JVM was started in: a forked child has its memory but none
+# of its threads, and a Java call there hangs.
+_jvm_pid: int | None = None
 
 
 def _jpype() -> Any:
@@ -60,9 +63,15 @@ def start_jvm(extra_class_path: Iterable[str] = ()) -> None:
     added to what ``CLASSPATH`` holds. When the JVM already runs, entries it
     lacks are logged: they can no longer be added.
     """
-    global _started_here
+    global _started_here, _jvm_pid
     jpype = _jpype()
     extra = [str(entry) for entry in extra_class_path]
+    if _jvm_pid is not None and _jvm_pid != os.getpid():
+        raise ImproperlyConfigured(
+            f"djpool JDBC: this process was forked from process {_jvm_pid} after that one started "
+            "its Java virtual machine, and a JVM does not survive fork(). Open the first JDBC "
+            "connection in the worker processes (gunicorn without --preload, uWSGI lazy-apps)."
+        )
     if not jpype.isJVMStarted():
         with _lock:
             if not jpype.isJVMStarted():
@@ -81,6 +90,7 @@ def start_jvm(extra_class_path: Iterable[str] = ()) -> None:
                     ) from None
                 jpype.startJVM(jvm_path, *JVM_OPTIONS, convertStrings=False)
                 _started_here = True
+                _jvm_pid = os.getpid()
                 if threading.current_thread() is not threading.main_thread():
                     # The starting thread is attached as a user (non-daemon)
                     # thread; once it ends, the JVM, and so the interpreter,
