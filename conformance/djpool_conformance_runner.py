@@ -116,7 +116,7 @@ class RecordingParallelTestSuite(ParallelTestSuite):
 def count_sessions() -> list[dict[str, Any]]:
     """Sessions the server still has for this run's user or test databases."""
     spec = json.loads(os.environ[SERVER_ENV])
-    like = spec["db_prefix"] + "%"
+    like = spec["db_prefix"].replace("_", "\\_") + "%"  # "_" matches any character in LIKE
     if spec["backend"] == "postgresql":
         import psycopg
 

@@ -196,3 +196,29 @@ def test_explicit_init_connection_state_runs_django_setup_again(make_alias, serv
             cursor.execute("SELECT @@session.tx_isolation")
             assert cursor.fetchone()[0] == "READ-COMMITTED"
     conn.close()
+
+
+def test_transaction_mode_keeps_the_vendor_debug_cursor(make_alias, server):
+    """backends.postgresql.tests.Tests.test_copy_cursors (POOL_MODE='transaction')"""
+    from django.db import transaction
+
+    alias = make_alias({"POOL_MODE": "transaction", "POOL_SIZE": 1})
+    conn = connections[alias]
+    vendor_class = type(conn.make_debug_cursor(None))
+    conn.force_debug_cursor = True
+    try:
+        with transaction.atomic(using=alias):
+            with conn.cursor() as cursor:
+                assert isinstance(cursor, vendor_class)  # e.g. PostgreSQL's, which logs copy()
+                pid = backend_pid(conn)
+                if server.vendor == "postgresql" and hasattr(cursor.cursor, "copy"):
+                    with cursor.copy("COPY (SELECT 1) TO STDOUT") as copy:
+                        for _ in copy:
+                            pass
+                    assert conn.queries[-1]["sql"] == "COPY (SELECT 1) TO STDOUT"
+        # Outside the transaction the session went back to the pool.
+        assert conn.connection is None
+        assert pid in server.session_ids()
+    finally:
+        conn.force_debug_cursor = False
+        conn.close()

@@ -303,16 +303,18 @@ class PooledDatabaseWrapperMixin:
         return cursor
 
     def make_cursor(self, cursor: Any) -> CursorWrapper:
-        if self._djpool_transaction_mode and self._djpool_connection is not None:
-            self._djpool_open_cursors += 1
-            return ReleasingCursorWrapper(cursor, self)
-        return super().make_cursor(cursor)  # type: ignore[misc, no-any-return]
+        return self._djpool_releasing(super().make_cursor(cursor))  # type: ignore[misc]
 
     def make_debug_cursor(self, cursor: Any) -> CursorWrapper:
+        # The vendor's own wrapper class is kept (PostgreSQL's debug wrapper
+        # logs copy()): transaction mode only adds the release on close().
+        return self._djpool_releasing(super().make_debug_cursor(cursor))  # type: ignore[misc]
+
+    def _djpool_releasing(self, wrapper: CursorWrapper) -> CursorWrapper:
         if self._djpool_transaction_mode and self._djpool_connection is not None:
             self._djpool_open_cursors += 1
-            return ReleasingCursorDebugWrapper(cursor, self)
-        return super().make_debug_cursor(cursor)  # type: ignore[misc, no-any-return]
+            wrapper.__class__ = _releasing_class(type(wrapper))
+        return wrapper
 
     def _djpool_cursor_closed(self) -> None:
         self._djpool_open_cursors -= 1
@@ -404,3 +406,19 @@ class ReleasingCursorWrapper(_ReleasingCursor, CursorWrapper):
 
 class ReleasingCursorDebugWrapper(_ReleasingCursor, CursorDebugWrapper):
     pass
+
+
+_releasing_classes: dict[type, type] = {
+    CursorWrapper: ReleasingCursorWrapper,
+    CursorDebugWrapper: ReleasingCursorDebugWrapper,
+}
+
+
+def _releasing_class(cls: type) -> type:
+    """``cls`` (a vendor's cursor wrapper class) with the release on close()."""
+    if issubclass(cls, _ReleasingCursor):
+        return cls
+    releasing = _releasing_classes.get(cls)
+    if releasing is None:
+        releasing = _releasing_classes.setdefault(cls, type(f"Releasing{cls.__name__}", (_ReleasingCursor, cls), {}))
+    return releasing
