@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import secrets
+import time
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -71,6 +72,15 @@ NUMBER = "a number of seconds greater than 0"
         ("RESET_ON_RETURN", "none", "'rollback' or 'full'"),
         ("RESET_ON_RETURN", True, "'rollback' or 'full'"),
         ("RESET_ON_RETURN", None, "'rollback' or 'full'"),
+        ("LEAK_DETECTION", -1, f"{NUMBER}, or None (or 0) for off"),
+        ("LEAK_DETECTION", "30", f"{NUMBER}, or None (or 0) for off"),
+        ("LEAK_DETECTION", True, f"{NUMBER}, or None (or 0) for off"),
+        ("MIN_IDLE", -1, "an integer of 0 or more, at most POOL_SIZE"),
+        ("MIN_IDLE", 1.0, "an integer of 0 or more, at most POOL_SIZE"),
+        ("MIN_IDLE", None, "an integer of 0 or more, at most POOL_SIZE"),
+        ("IDLE_TIMEOUT", 0, f"{NUMBER}, or None (off)"),
+        ("IDLE_TIMEOUT", "60", f"{NUMBER}, or None (off)"),
+        ("IDLE_TIMEOUT", math.nan, f"{NUMBER}, or None (off)"),
     ],
 )
 def test_each_bad_value_is_refused(key, value, allowed, make_alias):
@@ -97,6 +107,15 @@ def test_non_string_keys_are_refused(key, make_alias):
     alias = make_alias({key: 5})
     with pytest.raises(ImproperlyConfigured, match=r"unknown key .*Allowed keys: POOL_SIZE, MAX_OVERFLOW"):
         connections[alias]
+
+
+def test_min_idle_above_pool_size_is_refused(make_alias):
+    alias = make_alias({"POOL_SIZE": 2, "MIN_IDLE": 3})
+    with pytest.raises(ImproperlyConfigured) as info:
+        connections[alias]
+    assert str(info.value).startswith(
+        f"DATABASES[{alias!r}]['POOL_OPTIONS']['MIN_IDLE'] must be at most POOL_SIZE (2); got 3."
+    )
 
 
 @pytest.mark.parametrize("conn_max_age", [60, None])
@@ -219,12 +238,17 @@ def captured_logs() -> Iterator[io.StringIO]:
             logger.setLevel(level)
 
 
-@pytest.mark.parametrize("echo, reset", [(True, "rollback"), ("debug", "full")])
-def test_password_never_shown(echo, reset, make_alias, server, secret_account, captured_logs):
-    """``reset="full"`` sends the password again on MySQL (COM_CHANGE_USER) at every checkin."""
+@pytest.mark.parametrize(
+    "extra",
+    [{"ECHO": True}, {"ECHO": "debug", "RESET_ON_RETURN": "full"}, {"MIN_IDLE": 1, "IDLE_TIMEOUT": 30, "LEAK_DETECTION": 0.05}],
+    ids=["echo", "echo-debug-full-reset", "housekeeper-leak-detection"],
+)
+def test_password_never_shown(extra, make_alias, server, secret_account, captured_logs):
+    """The full reset sends the password again on MySQL (COM_CHANGE_USER) at every checkin;
+    the housekeeper opens connections (and logs failures) in its own thread."""
     user, password = secret_account
     alias = make_alias(
-        {"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 0.2, "ECHO": echo, "PRE_PING_IDLE": 0, "RESET_ON_RETURN": reset},
+        {"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 0.2, "PRE_PING_IDLE": 0, **extra},
         USER=user,
         PASSWORD=password,
     )
@@ -261,12 +285,14 @@ def test_password_never_shown(echo, reset, make_alias, server, secret_account, c
             show_error(error)
     conn.close()
     # A wrong password for the same user (MariaDB checks it; PostgreSQL trusts local connections).
-    bad = make_alias({"ECHO": echo}, USER=user, PASSWORD=password[::-1] + "x")
+    bad = make_alias(extra, USER=user, PASSWORD=password[::-1] + "x")
     try:
         connections[bad].ensure_connection()
     except Exception as error:  # noqa: BLE001
         show_error(error)
     connections[bad].close()
+    if "MIN_IDLE" in extra:
+        time.sleep(0.7)  # a housekeeper round or two (warm-up, leak report) gets logged
 
     out = io.StringIO()
     call_command("check", databases=[alias], stdout=out, stderr=out)
