@@ -21,7 +21,7 @@ For each backend asked for, this script
 Usage (see conformance/README.md)::
 
     python conformance/run.py --backend postgresql --backend mysql
-    python conformance/run.py --backend postgresql --mode transaction --serial
+    python conformance/run.py --backend postgresql --mode transaction --serial postgresql
 """
 
 from __future__ import annotations
@@ -436,8 +436,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="POOL_MODE of the pooled runs (repeat for several; default: session)")
     parser.add_argument("--parallel", type=int, default=2,
                         help="runtests.py --parallel for the main runs (default 2; 1 = serial)")
-    parser.add_argument("--serial", action="store_true",
-                        help="also run pooled and stock without --parallel (session mode)")
+    parser.add_argument("--serial", action="append", default=[], choices=sorted(ENGINES), metavar="BACKEND",
+                        help="also run pooled and stock without --parallel on this backend "
+                             "(session mode; repeat for several)")
+    parser.add_argument("--extras-django", metavar="VERSION",
+                        help="run the extra runs (modes other than the first, --serial) only when the "
+                             "installed Django version starts with VERSION, e.g. 5.2; with a hatch matrix "
+                             "this keeps them to one Django version")
     parser.add_argument("--only-pooled", action="store_true",
                         help="skip the stock runs (no comparison; for debugging)")
     parser.add_argument("--label", action="append", dest="labels",
@@ -459,6 +464,11 @@ def main(argv: list[str] | None = None) -> int:
     django_version = django.get_version()
     backends = args.backend or ["postgresql"]
     modes = args.mode or ["session"]
+    serial = args.serial
+    if args.extras_django and not (django_version + ".").startswith(args.extras_django.rstrip(".") + "."):
+        log(f"Django {django_version}: extra runs are for Django {args.extras_django} only; "
+            f"running POOL_MODE={modes[0]!r} with --parallel {args.parallel}")
+        modes, serial = modes[:1], []
     labels = args.labels or list(DEFAULT_LABELS)
     known = load_known_differences(args.known)
     tests_dir = fetch_django_tests(args.cache)
@@ -476,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         server.create_user(user)
         try:
             plan: list[tuple[Run | None, Run]] = []
-            parallelisms = [args.parallel] + ([1] if args.serial and args.parallel != 1 else [])
+            parallelisms = [args.parallel] + ([1] if backend in serial and args.parallel != 1 else [])
             for parallel in parallelisms:
                 stock = None if args.only_pooled else Run(backend, "stock", "-", parallel)
                 for mode in modes if parallel == args.parallel else ["session"]:
