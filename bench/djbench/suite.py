@@ -79,15 +79,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
     for vendor in vendors:
         if vendor not in VENDORS:
             parser.error(f"--vendors: {vendor!r} is not one of {', '.join(VENDORS)}")
-    threads = [int(t) for t in (args.threads or ("1,4,64" if smoke else "1,4,16,64")).split(",")]
+    threads = [int(t) for t in (args.threads or ("1,64" if smoke else "1,4,16,64")).split(",")]
     plan = Plan(
         vendors=vendors,
         threads=threads,
-        latency_rounds=10 if smoke else 100,
+        latency_rounds=4 if smoke else 100,
         latency_batch=20,
         thread_rounds=args.rounds or (1 if smoke else 2),
-        thread_duration=args.duration or (0.3 if smoke else 1.0),
-        statement_requests=50 if smoke else 200,
+        thread_duration=args.duration or (0.2 if smoke else 1.0),
+        statement_requests=30 if smoke else 200,
         sizing=Sizing(args.pool_size, args.max_overflow),
         workload_threads=args.workload_threads,
         work=args.work_ms / 1000,
@@ -101,7 +101,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
         e2e_duration=1.0 if smoke else 2.0,
         e2e_rounds=1 if smoke else 4,
         memory_connections=20,
-        growth_requests=1_000_000 if args.long else (2_000 if smoke else 20_000),
+        growth_requests=1_000_000 if args.long else (500 if smoke else 20_000),
         smoke=smoke,
     )
     return plan, args
@@ -234,7 +234,7 @@ class Bench:
                 batch_means: dict[str, list[float]] = {t.key: [] for t in targets}
                 clients = Clients(targets, Workload(query))
                 try:
-                    clients.run(50)
+                    clients.run(5 if p.smoke else 50)
                     clients.reset()
                     for r in range(p.latency_rounds):
                         for target in targets[r % len(targets):] + targets[: r % len(targets)]:
