@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -205,7 +206,10 @@ class Bench:
             phases.append(self.end_to_end)
         for phase in phases:
             started = time.monotonic()
-            phase()
+            try:
+                phase()
+            except Exception as error:  # one broken phase must not hide the others' results
+                self.error(phase.__name__, [f"{type(error).__name__}: {error}"])
             print(f"  ({phase.__name__}: {time.monotonic() - started:.0f} s)\n", flush=True)
 
     def grid(self, vendor: str, kinds: tuple[str, ...] = ("django", "driver", "sqlalchemy")) -> list[Target]:
@@ -221,7 +225,8 @@ class Bench:
             print(f"-- {vendor}\n" + report.table(["configuration", "statements/request"], rows), flush=True)
             djpool = self.target(vendor, "djpool")
             if djpool is not None:
-                self.check(vendor, Check("djpool statements per request on a busy connection", counts[djpool.key], 1.0, unit=""))
+                # 1.02: PostgreSQL backends that exit while counted can leave a stray count or two.
+                self.check(vendor, Check("djpool statements per request on a busy connection", counts[djpool.key], 1.02, unit=""))
 
     def latency(self) -> None:
         p = self.plan
@@ -486,6 +491,8 @@ class Bench:
 def main(argv: list[str] | None = None) -> int:
     plan, args = parse_args(argv)
     started = time.monotonic()
+    # A run stopped by SIGTERM (a CI timeout) still drops its databases.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     bench = Bench(plan)
     print(f"djpool benchmark ({'smoke' if plan.smoke else 'full'}): Python {sys.version.split()[0]}, vendors {', '.join(plan.vendors)}", flush=True)
     try:

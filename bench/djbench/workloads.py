@@ -223,7 +223,10 @@ def run_threads(target: Target, workload: Workload, threads: int, duration: floa
                 client.request()
         except Exception as error:  # reported, not raised: one bad config must not end the run
             errors.append(f"{type(error).__name__}: {error}")
-        barrier.wait()
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:  # the run was interrupted
+            pass
         mine = latencies[index]
         clock = time.perf_counter
         try:
@@ -243,16 +246,20 @@ def run_threads(target: Target, workload: Workload, threads: int, duration: floa
                 except Exception as error:
                     errors.append(f"close: {type(error).__name__}: {error}")
 
-    workers = [threading.Thread(target=work, args=(i,), name=f"bench-{i}") for i in range(threads)]
+    workers = [threading.Thread(target=work, args=(i,), name=f"bench-{i}", daemon=True) for i in range(threads)]
     for worker in workers:
         worker.start()
-    barrier.wait()
-    started = time.perf_counter()
-    deadline[0] = started + duration
-    time.sleep(duration)
-    stop.set()
-    for worker in workers:
-        worker.join()
+    try:
+        barrier.wait()
+        started = time.perf_counter()
+        deadline[0] = started + duration
+        time.sleep(duration)
+    finally:
+        # Also when interrupted (SIGTERM): the threads stop, and the run can clean up.
+        stop.set()
+        barrier.abort()
+        for worker in workers:
+            worker.join()
     return Run(threads, duration, [x for mine in latencies for x in mine], [len(mine) for mine in latencies], errors)
 
 
