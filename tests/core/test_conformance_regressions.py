@@ -222,3 +222,31 @@ def test_transaction_mode_keeps_the_vendor_debug_cursor(make_alias, server):
     finally:
         conn.force_debug_cursor = False
         conn.close()
+
+
+def test_transaction_mode_holds_the_session_while_constraint_checks_are_off(make_alias, server):
+    """migrations.test_operations.OperationTests.test_run_python (MySQL, POOL_MODE='transaction')"""
+    from django.db import transaction
+
+    if server.vendor != "mysql":
+        pytest.skip("only MySQL turns constraint checks off for the session")
+    alias = make_alias({"POOL_MODE": "transaction", "POOL_SIZE": 2, "MAX_OVERFLOW": 0})
+    conn = connections[alias]
+    other = conn.copy()
+    with transaction.atomic(using=alias):  # two sessions in the pool, both idle after
+        backend_pid(conn)
+        backend_pid(other)
+    other.close()
+    assert stats(alias)["connects"] == 2
+
+    with conn.constraint_checks_disabled():
+        pids = {backend_pid(conn) for _ in range(3)}
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT @@session.foreign_key_checks")
+            assert cursor.fetchone()[0] == 0
+    assert len(pids) == 1  # every statement ran on the session that had the checks off
+    assert conn.connection is None  # and it went back afterwards
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT @@session.foreign_key_checks")
+        assert cursor.fetchone()[0] == 1
+    conn.close()

@@ -78,6 +78,9 @@ class PooledDatabaseWrapperMixin:
         # Cursors of iterator() (server-side on PostgreSQL), closed on release.
         self._djpool_chunked_cursors: weakref.WeakSet[Any] = weakref.WeakSet()
         self._djpool_connecting = False
+        # Transaction mode: held between disable_constraint_checking() and
+        # enable_constraint_checking() (MySQL's session-level foreign_key_checks).
+        self._djpool_pinned = False
         # Django opens "maintenance" connections (to create or drop test
         # databases) under NO_DB_ALIAS; pooling them would keep a session on
         # the database being dropped or cloned.
@@ -316,6 +319,27 @@ class PooledDatabaseWrapperMixin:
             wrapper.__class__ = _releasing_class(type(wrapper))
         return wrapper
 
+    def disable_constraint_checking(self) -> bool:
+        # MySQL turns foreign_key_checks off for the session, outside any
+        # transaction (e.g. migrations' schema editor, loaddata): the
+        # statements until enable_constraint_checking() must share it.
+        pin = self._djpool_transaction_mode and not self._djpool_pinned
+        self._djpool_pinned = self._djpool_pinned or pin
+        disabled = bool(super().disable_constraint_checking())  # type: ignore[misc]
+        if pin and not disabled:
+            self._djpool_pinned = False
+            self._djpool_release_between_transactions()
+        return disabled
+
+    def enable_constraint_checking(self) -> None:
+        try:
+            super().enable_constraint_checking()  # type: ignore[misc]
+        finally:
+            if self._djpool_pinned:
+                self._djpool_pinned = False
+                if self._djpool_open_cursors <= 0:
+                    self._djpool_release_between_transactions()
+
     def _djpool_cursor_closed(self) -> None:
         self._djpool_open_cursors -= 1
         if self._djpool_open_cursors <= 0:
@@ -329,6 +353,7 @@ class PooledDatabaseWrapperMixin:
             and self.autocommit  # type: ignore[attr-defined]
             and not self.in_atomic_block  # type: ignore[attr-defined]
             and not self.closed_in_transaction  # type: ignore[attr-defined]
+            and not self._djpool_pinned
         ):
             self._djpool_release()
 
@@ -378,6 +403,7 @@ class _ReleasingCursor:
             and self.db.autocommit
             and not self.db._djpool_connecting  # Django's own per-connection setup
             and not self.db.in_atomic_block
+            and not self.db._djpool_pinned
             and _SESSION_SET.match(sql)
             and sql not in _warned_statements
         ):
