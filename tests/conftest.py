@@ -10,6 +10,7 @@ the server-backed suites (tests/core, …) are then skipped.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -62,7 +63,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip = pytest.mark.skip(reason=f"needs another server; DJPOOL_TEST_BACKEND={BACKEND}")
+    skip_slow = pytest.mark.skip(reason="DJPOOL_SLOW_TESTS=0: load and fault tests run in another environment")
+    slow_off = os.environ.get("DJPOOL_SLOW_TESTS") == "0"
     for item in items:
+        if slow_off and "slow" in item.keywords:
+            item.add_marker(skip_slow)
         for vendor in SERVER_BACKENDS:
             if vendor != BACKEND and vendor in item.keywords:
                 item.add_marker(skip)
