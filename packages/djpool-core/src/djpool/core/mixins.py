@@ -231,13 +231,13 @@ class PooledDatabaseWrapperMixin:
         # traceback is collected, in any thread: its cursor must not send
         # CLOSE then on a connection another request holds (that aborts the
         # other request's transaction), nor stay open in this session.
-        for cursor in list(self._djpool_chunked_cursors):
-            try:
-                cursor.close()
-            except Exception:  # noqa: BLE001 - the connection goes back anyway
-                pass
-        self._djpool_chunked_cursors.clear()
-        self._djpool_open_cursors = 0
+        if self._djpool_chunked_cursors:
+            for cursor in list(self._djpool_chunked_cursors):
+                try:
+                    cursor.close()
+                except Exception:  # noqa: BLE001 - the connection goes back anyway
+                    pass
+            self._djpool_chunked_cursors.clear()
         with self.wrap_database_errors:  # type: ignore[attr-defined]
             pool.checkin(
                 connection,

@@ -50,7 +50,11 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
 
     @staticmethod
     def djpool_in_transaction(dbapi_connection: Any) -> bool:
-        return bool(dbapi_connection.info.transaction_status != _TRANSACTION_IDLE)
+        # On every return to the pool: read libpq's status directly (psycopg's
+        # connection.info builds an object and an enum on each access).
+        if base.is_psycopg3:
+            return bool(dbapi_connection.pgconn.transaction_status != _TRANSACTION_IDLE)
+        return bool(dbapi_connection.get_transaction_status() != _TRANSACTION_IDLE)
 
     def djpool_full_reset(self, dbapi_connection: Any, conn_params: dict[str, Any]) -> None:
         # DISCARD ALL: SET values (search_path, role, time zone), temporary
