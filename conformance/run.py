@@ -104,7 +104,8 @@ def fetch_django_tests(cache: Path) -> Path:
          "--no-deps", "--no-binary", ":all:", f"django=={version}", "--dest", str(cache)],
         check=True,
     )
-    archives = [p for p in cache.iterdir() if p.name.lower() in (f"django-{version}.tar.gz",)]
+    # Older sdists are named "Django-<version>.tar.gz".
+    archives = [p for p in cache.iterdir() if p.name.lower() == f"django-{version}.tar.gz"]
     if not archives:
         raise SystemExit(f"pip download left no django-{version}.tar.gz in {cache}")
     unpack = Path(tempfile.mkdtemp(dir=cache))
@@ -113,7 +114,8 @@ def fetch_django_tests(cache: Path) -> Path:
             archive.extractall(unpack, filter="data")
         else:  # pragma: no cover
             archive.extractall(unpack)
-    (unpack / f"django-{version}").rename(target)
+    (top,) = unpack.iterdir()  # django-<version>/ (Django-<version>/ in older sdists)
+    top.rename(target)
     shutil.rmtree(unpack)
     return target / "tests"
 
