@@ -181,7 +181,7 @@ def test_test_database_switch_gets_its_own_pool(make_alias, server):
 def test_bad_pool_options_are_refused(make_alias, pool_options, expected):
     alias = make_alias(pool_options)
     with pytest.raises(ImproperlyConfigured) as info:
-        connections[alias]
+        connections[alias].ensure_connection()
     assert f"DATABASES[{alias!r}]['POOL_OPTIONS']" in str(info.value)
     assert expected in str(info.value)
 
@@ -189,4 +189,4 @@ def test_bad_pool_options_are_refused(make_alias, pool_options, expected):
 def test_djangos_own_pool_option_is_refused(make_alias):
     alias = make_alias(OPTIONS={"pool": True})
     with pytest.raises(ImproperlyConfigured, match=r"OPTIONS\['pool'\] turns on Django's own connection pool"):
-        connections[alias]
+        connections[alias].ensure_connection()

@@ -255,4 +255,4 @@ def test_server_details_readable_after_hand_back(make_alias):
 def test_conn_max_age_is_refused_with_transaction_mode(make_alias):
     alias = make_alias(TRANSACTION_MODE, CONN_MAX_AGE=60)
     with pytest.raises(ImproperlyConfigured, match=r"CONN_MAX_AGE must be 0 with POOL_OPTIONS\['POOL_MODE'\] = 'transaction'; got 60"):
-        connections[alias]
+        connections[alias].ensure_connection()

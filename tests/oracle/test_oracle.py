@@ -257,13 +257,11 @@ def test_transaction_mode_releases_the_session_between_transactions(oracle):
 def test_djangos_own_pool_option_is_refused(fake):
     alias = fake.make_alias(OPTIONS={"pool": True})
     with pytest.raises(ImproperlyConfigured, match=r"OPTIONS\['pool'\] turns on Django's own connection pool"):
-        connections[alias]
-
-
+        connections[alias].ensure_connection()
 def test_full_reset_is_refused_when_configured(fake):
     alias = fake.make_alias({"RESET_ON_RETURN": "full"})
     with pytest.raises(ImproperlyConfigured) as info:
-        connections[alias]
+        connections[alias].ensure_connection()
     message = str(info.value)
     assert message.startswith(f"DATABASES[{alias!r}]['POOL_OPTIONS']['RESET_ON_RETURN'] = 'full' is not supported")
     assert "ENGINE 'djpool.backends.oracle'" in message
@@ -275,9 +273,7 @@ def test_bad_pool_options_are_refused(fake):
     alias = fake.make_alias({"POOL_SIZE": "ten"})
     expected = r"\['POOL_SIZE'\] must be an integer of 1 or more; got 'ten' \(str\)"
     with pytest.raises(ImproperlyConfigured, match=expected):
-        connections[alias]
-
-
+        connections[alias].ensure_connection()
 @pytest.mark.parametrize(
     "settings",
     [

@@ -86,7 +86,7 @@ NUMBER = "a number of seconds greater than 0"
 def test_each_bad_value_is_refused(key, value, allowed, make_alias):
     alias = make_alias({key: value})
     with pytest.raises(ImproperlyConfigured) as info:
-        connections[alias]
+        connections[alias].ensure_connection()
     assert str(info.value) == (
         f"DATABASES[{alias!r}]['POOL_OPTIONS'][{key!r}] must be {allowed}; got {value!r} ({type(value).__name__})."
     )
@@ -98,7 +98,7 @@ def test_pool_options_must_be_a_dict(pool_options, make_alias):
     alias = make_alias()
     connections.settings[alias]["POOL_OPTIONS"] = pool_options
     with pytest.raises(ImproperlyConfigured) as info:
-        connections[alias]
+        connections[alias].ensure_connection()
     assert str(info.value) == f"DATABASES[{alias!r}]['POOL_OPTIONS'] must be a dict; got {pool_options!r} ({type(pool_options).__name__})."
 
 
@@ -106,13 +106,11 @@ def test_pool_options_must_be_a_dict(pool_options, make_alias):
 def test_non_string_keys_are_refused(key, make_alias):
     alias = make_alias({key: 5})
     with pytest.raises(ImproperlyConfigured, match=r"unknown key .*Allowed keys: POOL_SIZE, MAX_OVERFLOW"):
-        connections[alias]
-
-
+        connections[alias].ensure_connection()
 def test_min_idle_above_pool_size_is_refused(make_alias):
     alias = make_alias({"POOL_SIZE": 2, "MIN_IDLE": 3})
     with pytest.raises(ImproperlyConfigured) as info:
-        connections[alias]
+        connections[alias].ensure_connection()
     assert str(info.value).startswith(
         f"DATABASES[{alias!r}]['POOL_OPTIONS']['MIN_IDLE'] must be at most POOL_SIZE (2); got 3."
     )
@@ -122,7 +120,7 @@ def test_min_idle_above_pool_size_is_refused(make_alias):
 def test_transaction_mode_refuses_persistent_connections(conn_max_age, make_alias):
     alias = make_alias({"POOL_MODE": "transaction"}, CONN_MAX_AGE=conn_max_age)
     with pytest.raises(ImproperlyConfigured) as info:
-        connections[alias]
+        connections[alias].ensure_connection()
     message = str(info.value)
     assert f"DATABASES[{alias!r}]: CONN_MAX_AGE must be 0 with POOL_OPTIONS['POOL_MODE'] = 'transaction'; got {conn_max_age!r}." in message
 

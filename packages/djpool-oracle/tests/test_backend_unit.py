@@ -95,7 +95,7 @@ def test_pool_key_includes_the_connection_target():
 def test_full_reset_is_refused():
     expected = r"\['RESET_ON_RETURN'\] = 'full' is not supported by ENGINE 'djpool.backends.oracle'"
     with pytest.raises(ImproperlyConfigured, match=expected):
-        make_wrapper(POOL_OPTIONS={"RESET_ON_RETURN": "full"})
+        make_wrapper(POOL_OPTIONS={"RESET_ON_RETURN": "full"}).ensure_connection()
 
 
 def test_old_oracledb_is_refused(monkeypatch):

@@ -84,9 +84,17 @@ class PooledDatabaseWrapperMixin:
         # Django opens "maintenance" connections (to create or drop test
         # databases) under NO_DB_ALIAS; pooling them would keep a session on
         # the database being dropped or cloned.
-        self.djpool_options: PoolOptions | None = (
-            None if alias == NO_DB_ALIAS else self._djpool_validate_settings()
-        )
+        self.djpool_options: PoolOptions | None = None
+        # Bad settings are raised when the connection is first used, as
+        # Django does for its own pool options: Django 6 creates every alias's
+        # wrapper while running system checks, which must be able to report
+        # djpool.E001 instead of crashing.
+        self._djpool_settings_error: ImproperlyConfigured | None = None
+        if alias != NO_DB_ALIAS:
+            try:
+                self.djpool_options = self._djpool_validate_settings()
+            except ImproperlyConfigured as error:
+                self._djpool_settings_error = error
         self._djpool_transaction_mode = (
             self.djpool_options is not None and self.djpool_options.pool_mode == "transaction"
         )
@@ -154,6 +162,8 @@ class PooledDatabaseWrapperMixin:
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         if self.djpool_options is None:
+            if self._djpool_settings_error is not None:
+                raise ImproperlyConfigured(*self._djpool_settings_error.args)
             return super().get_new_connection(conn_params)  # type: ignore[misc]
         if self._djpool_connection is not None:
             # connect() called on an open connection: give the old one back first.
