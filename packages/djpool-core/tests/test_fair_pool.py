@@ -110,3 +110,14 @@ def test_close_idle_keeps_checked_out_connections():
     assert pool.checkedout() == 1
     conns[2].close()
     assert pool.checkedin() == 1
+
+
+def test_close_idle_since_keeps_the_minimum_in_one_round():
+    pool, _ = make_pool(pool_size=10, max_overflow=0)
+    conns = [pool.connect() for _ in range(10)]
+    for conn in conns:
+        conn.close()
+    assert pool.close_idle_since(time.monotonic() + 1, keep=2) == 8
+    assert (pool.checkedin(), pool.checkedout()) == (2, 0)
+    # Nothing idle long enough: nothing closed.
+    assert pool.close_idle_since(time.monotonic() - 60, keep=0) == 0

@@ -167,9 +167,17 @@ class FairQueuePool(Pool):
 
     def close_idle(self, keep: int = 0) -> int:
         """Close idle connections until at most ``keep`` remain; return how many."""
+        return self._close_longest_idle(lambda idle_since: len(self._idle) > keep)
+
+    def _close_longest_idle(self, should_close: Callable[[float], bool]) -> int:
+        """Close idle connections, longest idle first, while ``should_close(idle_since)``.
+
+        ``should_close`` is called with the lock held and sees the pool as it
+        shrinks; the connections are closed after the lock is released.
+        """
         closed = []
         with self._lock:
-            while len(self._idle) > keep:
+            while self._idle and should_close(self._idle[0][1]):
                 record = self._idle.popleft()[0]
                 self._records.discard(record)
                 closed.append(record)
@@ -236,17 +244,7 @@ class FairQueuePool(Pool):
 
     def close_idle_since(self, before: float, keep: int) -> int:
         """Close connections idle since before ``before`` (monotonic), keeping ``keep`` open in all."""
-        closed = []
-        with self._lock:
-            while self._idle and self._idle[0][1] < before and len(self._records) - len(closed) > keep:
-                record = self._idle.popleft()[0]
-                self._records.discard(record)
-                closed.append(record)
-            for _ in closed:
-                self._pass_capacity_on()
-        for record in closed:
-            record.close()
-        return len(closed)
+        return self._close_longest_idle(lambda idle_since: idle_since < before and len(self._records) > keep)
 
     def close_idle_older_than(self, deadline: Callable[[ConnectionPoolEntry], float]) -> int:
         """Close idle connections whose ``deadline(record)`` (wall clock) has passed."""
