@@ -74,6 +74,13 @@ def _djpool(server: Server, db: str, sizing: Sizing) -> dict[str, Any]:
     return server.settings(db, ENGINE=f"djpool.backends.{server.vendor}", CONN_MAX_AGE=0, POOL_OPTIONS=options)
 
 
+def _djpool_housekept(server: Server, db: str, sizing: Sizing) -> dict[str, Any]:
+    # The housekeeper thread running (MIN_IDLE, IDLE_TIMEOUT): it must cost nothing per request.
+    settings = _djpool(server, db, sizing)
+    settings["POOL_OPTIONS"].update(MIN_IDLE=min(2, sizing.size), IDLE_TIMEOUT=30)
+    return settings
+
+
 def _predecessor(server: Server, db: str, sizing: Sizing) -> dict[str, Any]:
     options = {"POOL_SIZE": sizing.size, "MAX_OVERFLOW": sizing.overflow, "TIMEOUT": sizing.timeout}
     return server.settings(db, ENGINE=f"dj_db_conn_pool.backends.{server.vendor}", CONN_MAX_AGE=0, POOL_OPTIONS=options)
@@ -90,8 +97,9 @@ CONFIGS: dict[str, Config] = {
         Config("realpool", "django-pg-real-pool (native pool, released after each query)", "django", ("postgresql",), "django_pg_real_pool", _real_pool),
         Config("predecessor", "django-db-connection-pool", "django", _BOTH, "dj_db_conn_pool", _predecessor),
         Config("djpool", "djpool", "django", _BOTH, "djpool.core", _djpool),
+        Config("djpool_housekept", "djpool with MIN_IDLE and IDLE_TIMEOUT (housekeeper running)", "django", _BOTH, "djpool.core", _djpool_housekept),
     ]
 }
 
 #: The configurations of the latency and thread-scaling runs, in report order.
-GRID = ["driver", "sqlalchemy", "stock", "persistent", "native", "predecessor", "djpool"]
+GRID = ["driver", "sqlalchemy", "stock", "persistent", "native", "predecessor", "djpool", "djpool_housekept"]

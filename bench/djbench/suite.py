@@ -276,6 +276,11 @@ class Bench:
                     other = self.target(vendor, name)
                     if other is not None:
                         self.check(vendor, Check(f"{title}: djpool ÷ {name} latency", summary[other.key]["djpool_ratio"], limit))
+                housekept = self.target(vendor, "djpool_housekept")
+                if housekept is not None:
+                    # Housekeeping runs off the request path: within noise of djpool alone.
+                    ratio = summary[housekept.key]["djpool_ratio"]
+                    self.check(vendor, Check(f"{title}: djpool with housekeeper ÷ djpool latency", 1 / ratio if ratio else float("nan"), 1.05))
 
     def scaling(self) -> None:
         p = self.plan
