@@ -9,7 +9,6 @@ the server-backed suites (tests/core, …) are then skipped.
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -18,8 +17,8 @@ from typing import Any
 import django
 import pytest
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 
+from tests.aliases import TemporaryAliases
 from tests.servers import BACKEND, SERVER_BACKENDS, Server, make_server
 
 SERVER = make_server() if BACKEND in SERVER_BACKENDS else None
@@ -81,36 +80,17 @@ def server() -> Server:
     return SERVER
 
 
-_alias_numbers = itertools.count()
-
-
 @pytest.fixture
 def make_alias() -> Iterator[Callable[..., str]]:
     """Add a database alias with the given POOL_OPTIONS (and other settings); clean up after."""
-    from django.db import connections
-
-    from djpool.core import registry
-
-    created: list[str] = []
+    aliases = TemporaryAliases("pool")
 
     def make(pool_options: dict[str, Any] | None = None, **extra: Any) -> str:
-        alias = f"pool{next(_alias_numbers)}"
-        entry = SERVER.settings(POOL_OPTIONS=pool_options or {}, **extra)
-        # connections.settings is settings.DATABASES, completed with defaults.
-        connections.settings[alias] = connections.configure_settings({"default": {}, alias: entry})[alias]
-        created.append(alias)
-        return alias
+        assert SERVER is not None
+        return aliases.add(SERVER.settings(POOL_OPTIONS=pool_options or {}, **extra))
 
     yield make
-
-    for alias in created:
-        try:
-            connections[alias].close()
-            del connections[alias]
-        except ImproperlyConfigured:
-            pass  # the test's point was that this alias cannot be used
-        registry.close_all(alias)
-        del connections.settings[alias]
+    aliases.remove_all()
 
 
 def run_in_threads(count: int, target: Callable[[int], Any]) -> list[Any]:

@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
     parser.add_argument("--duration", type=float, default=None, help="seconds per configuration per round (thread runs)")
     parser.add_argument("--pool-size", type=int, default=10, help="POOL_SIZE (min_size for the native pool)")
     parser.add_argument("--max-overflow", type=int, default=10, help="MAX_OVERFLOW (max_size - min_size)")
-    parser.add_argument("--workload-threads", type=int, default=32, help="threads of the query/work/query workload")
+    parser.add_argument("--workload-threads", type=int, default=32, help="threads of the workload (query, non-database work, query)")
     parser.add_argument("--work-ms", type=float, default=10.0, help="non-database work between its two queries")
     parser.add_argument("--small-pool", type=int, default=4, help="pool size of the transaction-mode runs")
     parser.add_argument("--large-pool", type=int, default=32, help="pool size of the session-mode runs")

@@ -13,7 +13,6 @@ With any other ``DJPOOL_TEST_BACKEND`` these tests are skipped.
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ import django
 import pytest
 from django.conf import settings
 
+from tests.aliases import TemporaryAliases
 from tests.jdbc import servers
 
 ACTIVE = os.environ.get("DJPOOL_TEST_BACKEND") == "jdbc"
@@ -70,35 +70,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-_alias_numbers = itertools.count()
-
-
 @pytest.fixture
 def jdbc_alias() -> Iterator[Callable[..., str]]:
     """Add a DATABASES alias from a settings dict; close its pools afterwards."""
-    from django.core.exceptions import ImproperlyConfigured
-    from django.db import connections
-
-    from djpool.core import registry
-
-    created: list[str] = []
-
-    def make(entry: dict[str, Any]) -> str:
-        alias = f"jdbc{next(_alias_numbers)}"
-        connections.settings[alias] = connections.configure_settings({"default": {}, alias: entry})[alias]
-        created.append(alias)
-        return alias
-
-    yield make
-
-    for alias in created:
-        try:
-            connections[alias].close()
-            del connections[alias]
-        except (ImproperlyConfigured, AttributeError):
-            pass
-        registry.close_all(alias)
-        del connections.settings[alias]
+    aliases = TemporaryAliases("jdbc")
+    yield aliases.add
+    aliases.remove_all()
 
 
 @pytest.fixture(scope="session")

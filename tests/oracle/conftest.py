@@ -17,7 +17,6 @@ Tests with any other DJPOOL_TEST_BACKEND skip everything here.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,8 @@ from typing import Any
 import django
 import pytest
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+
+from tests.aliases import TemporaryAliases
 
 BACKEND = os.environ.get("DJPOOL_TEST_BACKEND", "postgresql")
 ORACLE_DSN = os.environ.get("ORACLE_DSN", "")
@@ -149,36 +149,14 @@ class RealTarget:
         return int(rows[0][0]) if rows else 0
 
 
-_alias_numbers = itertools.count()
 _real_schema_ready = False
 
 
-def _make_alias_factory(target: Any, created: list[str]) -> Callable[..., str]:
-    from django.db import connections
-
+def _alias_maker(target: Any, aliases: TemporaryAliases) -> Callable[..., str]:
     def make(pool_options: dict[str, Any] | None = None, **extra: Any) -> str:
-        alias = f"ora{next(_alias_numbers)}"
-        entry = target.settings(POOL_OPTIONS=pool_options or {}, **extra)
-        connections.settings[alias] = connections.configure_settings({"default": {}, alias: entry})[alias]
-        created.append(alias)
-        return alias
+        return aliases.add(target.settings(POOL_OPTIONS=pool_options or {}, **extra))
 
     return make
-
-
-def _drop_aliases(created: list[str]) -> None:
-    from django.db import connections
-
-    from djpool.core import registry
-
-    for alias in created:
-        try:
-            connections[alias].close()
-            del connections[alias]
-        except ImproperlyConfigured:
-            pass  # the test's point was that this alias cannot be used
-        registry.close_all(alias)
-        del connections.settings[alias]
 
 
 def _ensure_real_schema(make_alias: Callable[..., str]) -> None:
@@ -209,12 +187,11 @@ def _real_schema_cleanup() -> Iterator[None]:
 
         from tests.testapp.models import Item
 
-        target = RealTarget()
-        created: list[str] = []
-        connection = connections[_make_alias_factory(target, created)()]
+        aliases = TemporaryAliases("ora")
+        connection = connections[_alias_maker(RealTarget(), aliases)()]
         with connection.schema_editor() as editor:
             editor.delete_model(Item)
-        _drop_aliases(created)
+        aliases.remove_all()
 
 
 @pytest.fixture(params=["fake", "real"])
@@ -227,23 +204,23 @@ def oracle(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
             pytest.skip("set ORACLE_DSN (+ ORACLE_USER, ORACLE_PASSWORD) to run against a real Oracle")
         request.getfixturevalue("_real_schema_cleanup")
         target = RealTarget()
-    created: list[str] = []
-    target.make_alias = _make_alias_factory(target, created)
+    aliases = TemporaryAliases("ora")
+    target.make_alias = _alias_maker(target, aliases)
     if target.name == "real":
         _ensure_real_schema(target.make_alias)
     try:
         yield target
     finally:
-        _drop_aliases(created)
+        aliases.remove_all()
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTarget]:
     """The stand-in only: for failures no real server can be asked to produce on cue."""
     target = FakeTarget(monkeypatch)
-    created: list[str] = []
-    target.make_alias = _make_alias_factory(target, created)  # type: ignore[attr-defined]
+    aliases = TemporaryAliases("ora")
+    target.make_alias = _alias_maker(target, aliases)  # type: ignore[attr-defined]
     try:
         yield target
     finally:
-        _drop_aliases(created)
+        aliases.remove_all()
