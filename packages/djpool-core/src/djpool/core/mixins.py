@@ -154,6 +154,9 @@ class PooledDatabaseWrapperMixin:
     # ##### Connection lifecycle (Django's BaseDatabaseWrapper API) #####
 
     def connect(self) -> None:
+        # Before Django's own checks of the same settings (with psycopg2,
+        # OPTIONS['pool'] would otherwise be refused for another reason).
+        self._djpool_raise_settings_error()
         self._djpool_connecting = True
         try:
             super().connect()  # type: ignore[misc]
@@ -162,8 +165,7 @@ class PooledDatabaseWrapperMixin:
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         if self.djpool_options is None:
-            if self._djpool_settings_error is not None:
-                raise ImproperlyConfigured(*self._djpool_settings_error.args)
+            self._djpool_raise_settings_error()
             return super().get_new_connection(conn_params)  # type: ignore[misc]
         if self._djpool_connection is not None:
             # connect() called on an open connection: give the old one back first.
@@ -181,6 +183,10 @@ class PooledDatabaseWrapperMixin:
         self._djpool_pool = pool
         self._djpool_open_cursors = 0
         return connection.dbapi_connection
+
+    def _djpool_raise_settings_error(self) -> None:
+        if self._djpool_settings_error is not None:
+            raise ImproperlyConfigured(*self._djpool_settings_error.args)
 
     def _djpool_pool_for(self, conn_params: dict[str, Any]) -> ConnectionPool:
         # OPTIONS keys that Django's get_new_connection() reads but leaves out
