@@ -43,16 +43,18 @@ class Server:
             try:
                 import psycopg
 
-                return psycopg.connect(host=HOST, port=self.port, user=self.user, dbname=database or "postgres", autocommit=True)
+                return psycopg.connect(
+                    host=HOST, port=self.port, user=self.user, dbname=database or "postgres", autocommit=True, connect_timeout=5
+                )
             except ImportError:
                 import psycopg2
 
-                conn = psycopg2.connect(host=HOST, port=self.port, user=self.user, dbname=database or "postgres")
+                conn = psycopg2.connect(host=HOST, port=self.port, user=self.user, dbname=database or "postgres", connect_timeout=5)
                 conn.autocommit = True
                 return conn
         import MySQLdb
 
-        return MySQLdb.connect(host=HOST, port=self.port, user=self.user, passwd="", autocommit=True)
+        return MySQLdb.connect(host=HOST, port=self.port, user=self.user, passwd="", autocommit=True, connect_timeout=5)
 
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         conn = self.admin_connect()

@@ -17,7 +17,7 @@ import tempfile
 import time
 from typing import Any
 
-from tests.servers import HOST
+from tests.servers import HOST, Server
 
 PG_BIN = os.environ.get("DJPOOL_PG_BIN", "/usr/lib/postgresql/15/bin")
 
@@ -37,7 +37,7 @@ def _run_as_postgres(args: list[str], **kwargs: Any) -> subprocess.CompletedProc
     return subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
 
 
-class PrivateServer:
+class PrivateServer(Server):
     """One throw-away server: ``start()``, ``stop()``, ``restart()``, ``query()``."""
 
     def __init__(self, vendor: str, password: str) -> None:
@@ -51,9 +51,11 @@ class PrivateServer:
         self._process: subprocess.Popen[bytes] | None = None
         if vendor == "postgresql":
             self.user, self.database = "postgres", "postgres"
+            self.engine, self.pid_query = "djpool.backends.postgresql", "SELECT pg_backend_pid()"
             self._init_postgresql()
         else:
             self.user, self.database = "root", "djpool_rel"
+            self.engine, self.pid_query = "djpool.backends.mysql", "SELECT CONNECTION_ID()"
             self._init_mariadb()
 
     # ##### Setup #####
@@ -142,40 +144,4 @@ class PrivateServer:
 
     # ##### Access #####
 
-    def settings(self, **extra: Any) -> dict[str, Any]:
-        engine = "djpool.backends.postgresql" if self.vendor == "postgresql" else "djpool.backends.mysql"
-        return {"ENGINE": engine, "NAME": self.database, "USER": self.user, "PASSWORD": "", "HOST": HOST, "PORT": self.port, **extra}
-
-    def admin_connect(self) -> Any:
-        if self.vendor == "postgresql":
-            try:
-                import psycopg
-
-                return psycopg.connect(host=HOST, port=self.port, user=self.user, dbname="postgres", autocommit=True, connect_timeout=5)
-            except ImportError:
-                import psycopg2
-
-                conn = psycopg2.connect(host=HOST, port=self.port, user=self.user, dbname="postgres", connect_timeout=5)
-                conn.autocommit = True
-                return conn
-        import MySQLdb
-
-        return MySQLdb.connect(host=HOST, port=self.port, user=self.user, passwd="", autocommit=True, connect_timeout=5)
-
-    def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        conn = self.admin_connect()
-        try:
-            cursor = conn.cursor()
-            cursor.execute(sql, params)
-            rows = list(cursor.fetchall()) if cursor.description else []
-            cursor.close()
-            return rows
-        finally:
-            conn.close()
-
-    def session_ids(self) -> set[int]:
-        if self.vendor == "postgresql":
-            sql = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-        else:
-            sql = "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()"
-        return {int(row[0]) for row in self.query(sql, [self.database])}
+    # settings(), admin_connect(), query(), session_ids(): tests.servers.Server's.
