@@ -58,6 +58,11 @@ def _persistent(server: Server, db: str, sizing: Sizing) -> dict[str, Any]:
     return server.settings(db, ENGINE=_DJANGO[server.vendor], CONN_MAX_AGE=None, CONN_HEALTH_CHECKS=True)
 
 
+def _unchecked(server: Server, db: str, sizing: Sizing) -> dict[str, Any]:
+    # The floor for any pool: Django holding one connection and checking nothing.
+    return server.settings(db, ENGINE=_DJANGO[server.vendor], CONN_MAX_AGE=None, CONN_HEALTH_CHECKS=False)
+
+
 def _native_pool(server: Server, db: str, sizing: Sizing) -> dict[str, Any]:
     # Django's psycopg pool: min_size connections kept, max_size at most.
     pool = {"min_size": sizing.size, "max_size": sizing.max_connections, "timeout": sizing.timeout}
@@ -93,6 +98,7 @@ CONFIGS: dict[str, Config] = {
         Config("sqlalchemy", "raw SQLAlchemy QueuePool, checkout/query/checkin", "sqlalchemy", _BOTH, "sqlalchemy"),
         Config("stock", "Django default (CONN_MAX_AGE=0): a connection per request", "django", _BOTH, None, _stock, pooled=False),
         Config("persistent", "Django persistent (CONN_MAX_AGE=None, CONN_HEALTH_CHECKS)", "django", _BOTH, None, _persistent, pooled=False),
+        Config("unchecked", "Django persistent without health checks: no pool, nothing checked (the floor)", "django", _BOTH, None, _unchecked, pooled=False),
         Config("native", "Django's native psycopg pool (OPTIONS['pool'])", "django", ("postgresql",), "psycopg_pool", _native_pool),
         Config("realpool", "django-pg-real-pool (native pool, released after each query)", "django", ("postgresql",), "django_pg_real_pool", _real_pool),
         Config("predecessor", "django-db-connection-pool", "django", _BOTH, "dj_db_conn_pool", _predecessor),
@@ -102,4 +108,4 @@ CONFIGS: dict[str, Config] = {
 }
 
 #: The configurations of the latency and thread-scaling runs, in report order.
-GRID = ["driver", "sqlalchemy", "stock", "persistent", "native", "predecessor", "djpool", "djpool_housekept"]
+GRID = ["driver", "sqlalchemy", "stock", "persistent", "unchecked", "native", "predecessor", "djpool", "djpool_housekept"]

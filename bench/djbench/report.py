@@ -15,16 +15,35 @@ class Check:
     limit: float
     higher_is_better: bool = False
     unit: str = "x"
+    #: The same ratio for a configuration that does strictly less than any
+    #: pool could (Django holding one connection, checking nothing), with
+    #: what it is; when even it misses the limit, no pool can meet it here.
+    floor: float | None = None
+    floor_label: str = ""
+
+    def _meets(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        return value >= self.limit if self.higher_is_better else value <= self.limit
 
     @property
     def passed(self) -> bool:
-        if math.isnan(self.value):
-            return False
-        return self.value >= self.limit if self.higher_is_better else self.value <= self.limit
+        return self._meets(self.value)
+
+    @property
+    def out_of_reach(self) -> bool:
+        return not self.passed and self.floor is not None and not self._meets(self.floor)
+
+    @property
+    def status(self) -> str:
+        return "PASS" if self.passed else "OUT OF REACH" if self.out_of_reach else "FAIL"
 
     def line(self) -> str:
         op = ">=" if self.higher_is_better else "<="
-        return f"  {'PASS' if self.passed else 'FAIL'}  {self.name}: {fmt(self.value)}{self.unit} (target {op} {fmt(self.limit)}{self.unit})"
+        text = f"  {self.status:4}  {self.name}: {fmt(self.value)}{self.unit} (target {op} {fmt(self.limit)}{self.unit})"
+        if self.floor is not None:
+            text += f"; floor, {self.floor_label}: {fmt(self.floor)}{self.unit}"
+        return text
 
 
 def fmt(value: float) -> str:

@@ -49,3 +49,46 @@ def test_64_threads_over_a_pool_of_5_plus_5(make_alias, server):
     assert figures["checked_out"] == 0 and figures["timeouts"] == 0, figures
     assert figures["checkouts"] == sum(counts)
     assert figures["waits"] > 0, "the pool was never contended: the test proves nothing"
+
+
+def test_a_thread_that_ends_holding_a_connection_gives_it_back(make_alias, server):
+    """Threads that never call close_old_connections() must not leak pool slots.
+
+    The wrapper of an ended thread is only garbage: once collected, its
+    connection is back in the pool, rolled back, on the same server session.
+    """
+    import gc
+    import threading
+
+    from tests.reliability.conftest import backend_pid
+
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 5})
+    with connections[alias].cursor() as cursor:
+        cursor.execute("CREATE TABLE djpool_orphan (n integer)")
+    connections[alias].close()
+    held: list[int] = []
+
+    def hold_and_end() -> None:
+        conn = connections[alias]
+        conn.set_autocommit(False)
+        with conn.cursor() as cursor:
+            cursor.execute("INSERT INTO djpool_orphan VALUES (1)")
+        held.append(backend_pid(conn))
+        # no commit, no close: the thread just ends
+
+    thread = threading.Thread(target=hold_and_end)
+    thread.start()
+    thread.join()
+    assert held
+    gc.collect()
+    assert stats(alias)["checked_out"] == 0
+    conn = connections[alias]
+    try:
+        assert backend_pid(conn) == held[0]  # the one connection, reused
+        with conn.cursor() as cursor:
+            # Its own uncommitted row would still be visible to that session.
+            cursor.execute("SELECT count(*) FROM djpool_orphan")
+            assert cursor.fetchone()[0] == 0
+            cursor.execute("DROP TABLE djpool_orphan")
+    finally:
+        conn.close()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from djpool.core import housekeeping
 from djpool.core import leaks, signals
@@ -103,6 +103,8 @@ class ConnectionPool:
             pre_ping=False,
         )
         event.listen(self.pool, "invalidate", self._record_invalidation)
+        # ECHO="debug": log each checkout and checkin as SQLAlchemy's proxy would.
+        self._echo_debug = options.echo == "debug"
         # LEAK_DETECTION: None unless on; see djpool.core.leaks.
         self.leaks = leaks.LeakDetector(self, options.leak_detection) if options.leak_detection else None
         if options.needs_housekeeping:
@@ -112,13 +114,18 @@ class ConnectionPool:
         return f"<ConnectionPool alias={self.alias!r} {self.pool.status()}>"
 
     # ##### Checkout and checkin #####
+    #
+    # Checkouts take SQLAlchemy's connection record itself, not the proxy
+    # (_ConnectionFairy) that Pool.connect() wraps around it: the proxy's
+    # bookkeeping cost more than the rest of a checkout, and the wrapper's
+    # Lease already covers its garbage-collection safety net.
 
-    def checkout(self, wrapper: PooledDatabaseWrapperMixin) -> PoolProxiedConnection:
+    def checkout(self, wrapper: PooledDatabaseWrapperMixin) -> ConnectionPoolEntry:
         """Take a connection for ``wrapper``; open one through it if needed."""
         _creating.wrapper = wrapper
         try:
-            connection = self.pool.connect()
-            last_used = connection.info.get(LAST_USED)
+            record = self._take()
+            last_used = record.info.get(LAST_USED)
             # A connection whose last request saw a database error is checked
             # even with PRE_PING off: the driver may not know the server closed
             # it (MySQL), and nothing else would ever take it out of the pool.
@@ -130,7 +137,7 @@ class ConnectionPool:
                     and (time.monotonic() - last_used >= self.options.pre_ping_idle or last_used <= self._last_error)
                 )
             ):
-                connection = self._replace_if_dead(connection)
+                record = self._replace_if_dead(record)
         except sa_exc.TimeoutError:
             self.timeouts += 1
             if signals.checkout_timed_out.receivers:
@@ -140,10 +147,28 @@ class ConnectionPool:
             _creating.wrapper = None
         self.checkouts += 1
         if self.leaks is not None or signals.connection_checked_out.receivers or signals.connection_checked_in.receivers:
-            leaks.on_checkout(self, connection)
-        return connection
+            leaks.on_checkout(self, record)
+        return record
 
-    def checkin(self, connection: PoolProxiedConnection, suspect: bool = False, discard: bool = False) -> None:
+    def _take(self) -> ConnectionPoolEntry:
+        """A record from the pool whose connection is open (reopened if it was
+        invalidated or is past RECYCLE)."""
+        pool = self.pool
+        record = pool._do_get()
+        try:
+            dbapi_connection = record.get_connection()  # type: ignore[attr-defined]
+        except BaseException as error:
+            # Its connection could not be reopened: the slot goes back empty.
+            try:
+                record.invalidate(error)
+            finally:
+                pool._do_return_conn(record)
+            raise
+        if self._echo_debug and pool.logger.isEnabledFor(logging.DEBUG):
+            pool.logger.debug("Connection %r checked out from pool", dbapi_connection)
+        return record
+
+    def checkin(self, record: ConnectionPoolEntry, suspect: bool = False, discard: bool = False) -> None:
         """Give a connection back: rolled back if needed, then idle or to a waiter.
 
         ``suspect`` marks a connection whose last use raised a database
@@ -151,33 +176,53 @@ class ConnectionPool:
         closes it instead (Django found it unusable); its slot opens a new
         connection when next needed.
         """
-        if connection.dbapi_connection is not None:
-            connection.info[LAST_USED] = SUSPECT if suspect else time.monotonic()
+        dbapi_connection = record.dbapi_connection
+        if dbapi_connection is not None:
+            record.info[LAST_USED] = SUSPECT if suspect else time.monotonic()
         if suspect:
             # If the server dropped this connection it may have dropped them
             # all (a restart): check every one that was idle meanwhile before
             # handing it out, instead of failing one request per connection.
             self._last_error = time.monotonic()
         if self.leaks is not None or signals.connection_checked_in.receivers:
-            leaks.on_checkin(self, connection)
-        if discard and connection.dbapi_connection is not None:
-            logger.info("Discarding a connection of pool %r that Django found unusable", self.alias)
-            connection.invalidate()
-            return
-        connection.close()
+            leaks.on_checkin(self, record)
+        try:
+            if dbapi_connection is None:
+                pass
+            elif discard:
+                logger.info("Discarding a connection of pool %r that Django found unusable", self.alias)
+                record.invalidate()
+            else:
+                self._reset(record, dbapi_connection)
+        finally:
+            self.pool._do_return_conn(record)
 
-    def _replace_if_dead(self, connection: PoolProxiedConnection) -> PoolProxiedConnection:
+    def _reset(self, record: ConnectionPoolEntry, dbapi_connection: Any) -> None:
+        if self._echo_debug and self.pool.logger.isEnabledFor(logging.DEBUG):
+            self.pool.logger.debug("Connection %r being returned to pool", dbapi_connection)
+        try:
+            self.dialect.reset(dbapi_connection, record.info)
+        except BaseException as error:
+            # Most often the server closed it during the request; a
+            # connection that cannot be rolled back is never handed out again.
+            logger.info("Resetting a returned connection of pool %r failed; closing it: %r", self.alias, error)
+            record.invalidate(error)
+            if not isinstance(error, Exception):
+                raise
+
+    def _replace_if_dead(self, record: ConnectionPoolEntry) -> ConnectionPoolEntry:
         # Each dead connection found is replaced in its own slot; bounded so a
         # database that accepts connections but fails pings cannot loop us.
         for _ in range(self.options.pool_size + 1):
-            if self.dialect.ping(connection.dbapi_connection):
-                return connection
+            if self.dialect.ping(record.dbapi_connection):
+                return record
             logger.info("Pre-ping found a dead connection in pool %r; replacing it", self.alias)
-            connection.invalidate()
-            connection = self.pool.connect()
-            if LAST_USED not in connection.info:
-                return connection
-        return connection
+            record.invalidate()
+            self.pool._do_return_conn(record)
+            record = self._take()
+            if LAST_USED not in record.info:
+                return record
+        return record
 
     def _create_dbapi_connection(self, record: Any) -> Any:
         wrapper = getattr(_creating, "wrapper", None)

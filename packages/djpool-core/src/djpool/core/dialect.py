@@ -60,17 +60,24 @@ class PoolDialect:
         self._full_reset = full_reset
         self.abandoned = False
 
-    def do_rollback(self, connection: Any) -> None:
+    def reset(self, dbapi_connection: Any, info: dict[str, Any] | None) -> None:
+        """Make a returned connection safe for its next holder.
+
+        ``info`` is the pool entry's info dict: a full reset removes the
+        mark that Django's per-connection setup has run on it.
+        """
         if self.abandoned:
             return
-        dbapi_connection = _dbapi_connection(connection)
         if self._in_transaction(dbapi_connection):
             self.dialect.do_rollback(dbapi_connection)
         if self._full_reset is not None:
             self._full_reset(dbapi_connection)
-            info = getattr(connection, "info", None)
             if info is not None:
                 info.pop(INITIALIZED_STATE, None)
+
+    def do_rollback(self, connection: Any) -> None:
+        # SQLAlchemy's reset on return, for checkouts through pool.connect().
+        self.reset(_dbapi_connection(connection), getattr(connection, "info", None))
 
     def do_commit(self, connection: Any) -> None:
         if not self.abandoned:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from djpool.core import signals
 
 if TYPE_CHECKING:
-    from sqlalchemy.pool import PoolProxiedConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
 
     from djpool.core.container import ConnectionPool
 
@@ -74,7 +74,7 @@ def _capture_stack() -> traceback.StackSummary:
 # ##### Called by ConnectionPool (only when something is watching) #####
 
 
-def on_checkout(pool: ConnectionPool, connection: PoolProxiedConnection) -> None:
+def on_checkout(pool: ConnectionPool, connection: ConnectionPoolEntry) -> None:
     """Record a checkout for the leak detector and the checkin signal; send the checkout signal."""
     detector = pool.leaks
     checkout = _Checkout(_capture_stack() if detector is not None else None)
@@ -87,7 +87,7 @@ def on_checkout(pool: ConnectionPool, connection: PoolProxiedConnection) -> None
         signals.send(signals.connection_checked_out, pool, dbapi_connection=connection.dbapi_connection)
 
 
-def on_checkin(pool: ConnectionPool, connection: PoolProxiedConnection) -> None:
+def on_checkin(pool: ConnectionPool, connection: ConnectionPoolEntry) -> None:
     """Close the checkout's record, note a late return of a reported leak, send the checkin signal."""
     record_info = connection.record_info
     checkout: _Checkout | None = record_info.pop(CHECKOUT, None) if record_info is not None else None

@@ -33,12 +33,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
-from sqlalchemy.pool import PoolProxiedConnection
 
 from djpool.core import registry
 from djpool.core.container import ConnectionPool
 from djpool.core.dialect import INITIALIZED_STATE
 from djpool.core.exceptions import PoolTimeout
+from djpool.core.lease import Lease
 from djpool.core.options import PoolOptions, parse_pool_options
 
 __all__ = ["PooledDatabaseWrapperMixin"]
@@ -67,9 +67,11 @@ class PooledDatabaseWrapperMixin:
 
     def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS, *args: Any, **kwargs: Any) -> None:
         super().__init__(settings_dict, alias, *args, **kwargs)  # type: ignore[call-arg]
-        self._djpool_connection: PoolProxiedConnection | None = None
-        self._djpool_pool: ConnectionPool | None = None
-        self._djpool_cached_pool: tuple[tuple[dict[str, Any], dict[str, Any]], ConnectionPool] | None = None
+        # The pool entry this wrapper holds, and the pool it came from.
+        self._djpool_lease = Lease.for_wrapper(self)
+        # (conn_params, OPTIONS, pool) of the last connect(): the same
+        # settings find the same pool without a registry lookup.
+        self._djpool_cached_pool: tuple[dict[str, Any], dict[str, Any], ConnectionPool] | None = None
         # Set while Django runs a health check: a close() then means the
         # connection failed it and must not go back to the pool.
         self._djpool_health_checking = False
@@ -151,12 +153,21 @@ class PooledDatabaseWrapperMixin:
         """Open a new driver connection the way the stock backend does."""
         return super().get_new_connection(conn_params)  # type: ignore[misc]
 
+    def djpool_driver_autocommit(self, dbapi_connection: Any) -> bool | None:
+        """The driver connection's autocommit mode, read locally; None if unknown.
+
+        A pooled connection normally comes back in the mode Django wants, so
+        ``connect()`` skips setting it again when this says so.
+        """
+        return None
+
     # ##### Connection lifecycle (Django's BaseDatabaseWrapper API) #####
 
     def connect(self) -> None:
         # Before Django's own checks of the same settings (with psycopg2,
         # OPTIONS['pool'] would otherwise be refused for another reason).
-        self._djpool_raise_settings_error()
+        if self._djpool_settings_error is not None:
+            self._djpool_raise_settings_error()
         self._djpool_connecting = True
         try:
             super().connect()  # type: ignore[misc]
@@ -167,22 +178,21 @@ class PooledDatabaseWrapperMixin:
         if self.djpool_options is None:
             self._djpool_raise_settings_error()
             return super().get_new_connection(conn_params)  # type: ignore[misc]
-        if self._djpool_connection is not None:
+        if self._djpool_lease.record is not None:
             # connect() called on an open connection: give the old one back first.
             self._djpool_release()
         pool = self._djpool_pool_for(conn_params)
         try:
-            connection = pool.checkout(self)
+            record = pool.checkout(self)
         except PoolTimeout:
             raise
         except Exception:
             # A wrong password or unreachable host must not leave a pool behind.
             registry.discard_if_never_connected(pool)
             raise
-        self._djpool_connection = connection
-        self._djpool_pool = pool
+        self._djpool_lease.take(pool, record)
         self._djpool_open_cursors = 0
-        return connection.dbapi_connection
+        return record.dbapi_connection
 
     def _djpool_raise_settings_error(self) -> None:
         if self._djpool_settings_error is not None:
@@ -192,21 +202,21 @@ class PooledDatabaseWrapperMixin:
         # OPTIONS keys that Django's get_new_connection() reads but leaves out
         # of conn_params (PostgreSQL's isolation_level) shape the connection
         # too: wrappers with different OPTIONS never share connections.
-        key = (conn_params, dict(self.settings_dict.get("OPTIONS") or {}))
+        options = self.settings_dict.get("OPTIONS") or {}
         cached = self._djpool_cached_pool
-        if cached is not None and not cached[1].retired and cached[0] == key:
-            return cached[1]
+        if cached is not None and not cached[2].retired and cached[0] == conn_params and cached[1] == options:
+            return cached[2]
         assert self.djpool_options is not None
         pool = registry.get_pool(self, self.djpool_options, conn_params)
-        self._djpool_cached_pool = (key, pool)
+        self._djpool_cached_pool = (dict(conn_params), dict(options), pool)
         return pool
 
     def init_connection_state(self) -> None:
-        connection = self._djpool_connection
-        if connection is None:
+        record = self._djpool_lease.record
+        if record is None:
             super().init_connection_state()  # type: ignore[misc]
             return
-        info = connection.info
+        info = record.info
         state = info.get(INITIALIZED_STATE)
         # Within connect(), a reused connection skips the setup it already
         # had; called explicitly, Django's setup runs again, as it would stock.
@@ -219,8 +229,15 @@ class PooledDatabaseWrapperMixin:
             name: self.__dict__[name] for name in self.djpool_wrapper_state if name in self.__dict__
         }
 
+    def _set_autocommit(self, autocommit: bool) -> None:
+        # connect() sets autocommit on every checkout, and a pooled connection
+        # is nearly always in that mode already: skip the driver call then.
+        if self._djpool_connecting and self.djpool_driver_autocommit(self.connection) == autocommit:
+            return
+        super()._set_autocommit(autocommit)  # type: ignore[misc]
+
     def _close(self) -> None:
-        if self._djpool_connection is None:
+        if self._djpool_lease.record is None:
             super()._close()  # type: ignore[misc]
             return
         try:
@@ -231,17 +248,15 @@ class PooledDatabaseWrapperMixin:
             # it in between (is_usable(), a query in the atomic block) gets the
             # driver's InterfaceError, as it would stock: never the connection
             # that another thread may hold now, nor a new one.
-            self.connection = ReleasedConnection(self.Database)  # type: ignore[attr-defined]
+            self.connection = ReleasedConnection.for_database(self.Database)  # type: ignore[attr-defined]
 
     def _djpool_release(self) -> None:
-        connection, pool = self._djpool_connection, self._djpool_pool
-        self._djpool_connection = None
-        self._djpool_pool = None
+        pool, record = self._djpool_lease.give_up()
         self._djpool_open_cursors = 0
         # Like Django's own pooled PostgreSQL backend: the wrapper can no
         # longer use a connection that another thread may now hold.
         self.connection = None
-        if connection is None or pool is None:
+        if record is None or pool is None:
             return
         # An iterator() left half-read by an error is finalized whenever its
         # traceback is collected, in any thread: its cursor must not send
@@ -256,7 +271,7 @@ class PooledDatabaseWrapperMixin:
             self._djpool_chunked_cursors.clear()
         with self.wrap_database_errors:  # type: ignore[attr-defined]
             pool.checkin(
-                connection,
+                record,
                 suspect=self.errors_occurred,  # type: ignore[attr-defined]
                 discard=self._djpool_health_checking
                 or (self._djpool_errors_checking and self.errors_occurred),  # type: ignore[attr-defined]
@@ -265,7 +280,10 @@ class PooledDatabaseWrapperMixin:
     def close_if_health_check_failed(self) -> None:
         # Django closes the connection here only when is_usable() said no: a
         # stock backend then opens a new one, so the pool must not hand the
-        # same one back.
+        # same one back. (Django runs this before every cursor; the common
+        # case returns at once.)
+        if self.connection is None or not self.health_check_enabled or self.health_check_done:  # type: ignore[attr-defined]
+            return
         self._djpool_health_checking = True
         try:
             super().close_if_health_check_failed()  # type: ignore[misc]
@@ -276,6 +294,8 @@ class PooledDatabaseWrapperMixin:
         # A connection that had errors is closed here when is_usable() says no
         # (Django resets errors_occurred when it says yes); an obsolete
         # connection without errors goes back as usual.
+        if self.connection is None:
+            return
         self._djpool_errors_checking = True
         try:
             super().close_if_unusable_or_obsolete()  # type: ignore[misc]
@@ -284,9 +304,8 @@ class PooledDatabaseWrapperMixin:
 
     def djpool_forget_after_fork(self) -> None:
         """Drop, without any I/O, a connection this wrapper held when the process forked."""
-        if self._djpool_connection is not None:
-            self._djpool_connection = None
-            self._djpool_pool = None
+        if self._djpool_lease.record is not None:
+            self._djpool_lease.give_up()
             self._djpool_open_cursors = 0
             self.connection = None
         self._djpool_chunked_cursors.clear()
@@ -317,7 +336,7 @@ class PooledDatabaseWrapperMixin:
 
     def chunked_cursor(self) -> Any:
         cursor = super().chunked_cursor()  # type: ignore[misc]
-        if self._djpool_connection is not None:
+        if self._djpool_lease.record is not None:
             self._djpool_chunked_cursors.add(cursor)
         return cursor
 
@@ -330,7 +349,7 @@ class PooledDatabaseWrapperMixin:
         return self._djpool_releasing(super().make_debug_cursor(cursor))  # type: ignore[misc]
 
     def _djpool_releasing(self, wrapper: CursorWrapper) -> CursorWrapper:
-        if self._djpool_transaction_mode and self._djpool_connection is not None:
+        if self._djpool_transaction_mode and self._djpool_lease.record is not None:
             self._djpool_open_cursors += 1
             wrapper.__class__ = _releasing_class(type(wrapper))
         return wrapper
@@ -364,7 +383,7 @@ class PooledDatabaseWrapperMixin:
     def _djpool_release_between_transactions(self) -> None:
         """Give the connection back if no transaction or cursor needs it."""
         if (
-            self._djpool_connection is not None
+            self._djpool_lease.record is not None
             and not self._djpool_connecting
             and self.autocommit  # type: ignore[attr-defined]
             and not self.in_atomic_block  # type: ignore[attr-defined]
@@ -377,20 +396,25 @@ class PooledDatabaseWrapperMixin:
 class ReleasedConnection:
     """Stands in for a driver connection that ``_close()`` gave back to the pool."""
 
-    _errors: dict[Any, type[Exception]] = {}
+    # One (stateless) instance per DB-API module: _close() runs on every checkin.
+    _instances: dict[Any, ReleasedConnection] = {}
 
     def __init__(self, database: Any) -> None:
-        error = self._errors.get(database)
-        if error is None:
-            # An AttributeError too, so hasattr() and getattr(default) work.
-            try:
-                error = type("ConnectionReleased", (database.InterfaceError, AttributeError), {})
-            except TypeError:
-                # psycopg2's errors are C types that cannot also be AttributeErrors
-                # ("multiple bases have instance lay-out conflict").
-                error = type("ConnectionReleased", (database.InterfaceError,), {})
-            self._errors[database] = error
+        # An AttributeError too, so hasattr() and getattr(default) work.
+        try:
+            error = type("ConnectionReleased", (database.InterfaceError, AttributeError), {})
+        except TypeError:
+            # psycopg2's errors are C types that cannot also be AttributeErrors
+            # ("multiple bases have instance lay-out conflict").
+            error = type("ConnectionReleased", (database.InterfaceError,), {})
         self.__dict__["_error"] = error
+
+    @classmethod
+    def for_database(cls, database: Any) -> ReleasedConnection:
+        instance = cls._instances.get(database)
+        if instance is None:
+            instance = cls._instances.setdefault(database, cls(database))
+        return instance
 
     def __getattr__(self, name: str) -> Any:
         raise self.__dict__["_error"]("connection already closed (djpool gave it back to the pool)")

@@ -27,6 +27,10 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
 
         return MySQLDialect_mysqldb(dbapi=base.Database)
 
+    def djpool_driver_autocommit(self, dbapi_connection: Any) -> bool | None:
+        # mysqlclient reads the server's status flag locally.
+        return bool(dbapi_connection.get_autocommit())
+
     @staticmethod
     def djpool_in_transaction(dbapi_connection: Any) -> bool:
         # mysqlclient reads the server's autocommit status flag locally. Django

@@ -48,6 +48,10 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
         if changed and not self.get_autocommit():
             self.connection.commit()
 
+    def djpool_driver_autocommit(self, dbapi_connection: Any) -> bool | None:
+        # psycopg and psycopg2 keep the mode client-side.
+        return bool(dbapi_connection.autocommit)
+
     @staticmethod
     def djpool_in_transaction(dbapi_connection: Any) -> bool:
         # On every return to the pool: read libpq's status directly (psycopg's
