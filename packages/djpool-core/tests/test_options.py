@@ -18,7 +18,7 @@ def test_defaults_match_the_documented_ones():
     options = parse_pool_options("default", None)
     assert options == PoolOptions(
         pool_size=10, max_overflow=10, recycle=900.0, timeout=30.0, pre_ping=True,
-        pre_ping_idle=1.0, echo=False, use_lifo=False, pool_mode="session", reset_on_return="rollback",
+        pre_ping_idle=1.0, echo=False, use_lifo=True, pool_mode="session", reset_on_return="rollback",
     )
     assert options.max_connections == 20
 

@@ -150,11 +150,11 @@ class ConnectionPool:
             leaks.on_checkout(self, record)
         return record
 
-    def _take(self) -> ConnectionPoolEntry:
+    def _take(self, longest_idle: bool = False) -> ConnectionPoolEntry:
         """A record from the pool whose connection is open (reopened if it was
         invalidated or is past RECYCLE)."""
         pool = self.pool
-        record = pool._do_get()
+        record = pool._do_get(longest_idle)
         try:
             dbapi_connection = record.get_connection()  # type: ignore[attr-defined]
         except BaseException as error:
@@ -211,15 +211,18 @@ class ConnectionPool:
                 raise
 
     def _replace_if_dead(self, record: ConnectionPoolEntry) -> ConnectionPoolEntry:
-        # Each dead connection found is replaced in its own slot; bounded so a
-        # database that accepts connections but fails pings cannot loop us.
+        # One dead connection suggests the server restarted: the sweep goes on
+        # through the longest-idle ones (which USE_LIFO would otherwise leave
+        # dead in the pool, counted by MIN_IDLE), each closed in its own slot,
+        # until a live or new connection turns up. Bounded, so a database
+        # that accepts connections but fails pings cannot loop us.
         for _ in range(self.options.pool_size + 1):
             if self.dialect.ping(record.dbapi_connection):
                 return record
             logger.info("Pre-ping found a dead connection in pool %r; replacing it", self.alias)
             record.invalidate()
             self.pool._do_return_conn(record)
-            record = self._take()
+            record = self._take(longest_idle=True)
             if LAST_USED not in record.info:
                 return record
         return record

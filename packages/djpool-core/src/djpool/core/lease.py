@@ -13,6 +13,7 @@ the lease holds at that moment.
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +67,8 @@ class Lease:
         other, and marked suspect so that the next checkout pings it first.
         """
         pool, record = self.give_up()
-        if pool is None or record is None:
+        if pool is None or record is None or pool.pid != os.getpid():
+            # Nothing held, or a forked child's copy of a parent's checkout.
             return
         logger.info(
             "A connection of database %r was returned to the pool by the garbage collector: "

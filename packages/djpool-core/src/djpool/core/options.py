@@ -37,7 +37,7 @@ class PoolOptions:
     pre_ping: bool = True
     pre_ping_idle: float = 1.0
     echo: bool | str = False
-    use_lifo: bool = False
+    use_lifo: bool = True
     pool_mode: str = "session"
     reset_on_return: str = "rollback"
     leak_detection: float | None = None

@@ -26,11 +26,27 @@ _MAY_CREATE = object()
 
 
 class _Waiter:
-    __slots__ = ("event", "record")
+    """A checkout waiting in line, woken by whoever hands it a record.
+
+    A bare lock, taken at creation, is the cheapest thing a thread can block
+    on with a timeout (an Event builds a Condition and more locks): under
+    transaction mode most checkouts of a busy pool wait briefly.
+    """
+
+    __slots__ = ("_lock", "record")
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._lock.acquire()
         self.record: Any = None
+
+    def wait(self, timeout: float) -> bool:
+        """Block until woken (True) or ``timeout`` seconds pass (False)."""
+        return self._lock.acquire(timeout=timeout)
+
+    def wake(self) -> None:
+        """Called once, with the pool lock held, after the waiter left the line."""
+        self._lock.release()
 
 
 class FairQueuePool(Pool):
@@ -68,7 +84,10 @@ class FairQueuePool(Pool):
         self._timeout = timeout
         self._use_lifo = use_lifo
         self._on_wait = on_wait
-        self._lock = threading.Lock()
+        # Reentrant, as SQLAlchemy's own pool queue is: the garbage collector
+        # can run inside a locked section and return a collected wrapper's
+        # connection (djpool.core.lease) on the same thread.
+        self._lock = threading.RLock()
         # Idle records with the time.monotonic() they were returned at; the
         # left end holds the longest idle.
         self._idle: collections.deque[tuple[ConnectionPoolEntry, float]] = collections.deque()
@@ -82,11 +101,16 @@ class FairQueuePool(Pool):
 
     # ##### SQLAlchemy Pool API #####
 
-    def _do_get(self) -> ConnectionPoolEntry:
+    def _do_get(self, longest_idle: bool = False) -> ConnectionPoolEntry:
+        """Take an idle record, a free slot, or wait in line for one.
+
+        ``longest_idle`` takes the record idle the longest whatever
+        ``use_lifo`` says (used to sweep idle connections for dead ones).
+        """
         waiter = None
         with self._lock:
             if self._idle and not self._waiters:
-                return (self._idle.pop() if self._use_lifo else self._idle.popleft())[0]
+                return (self._idle.popleft() if longest_idle or not self._use_lifo else self._idle.pop())[0]
             if self._has_capacity():
                 self._opening += 1
             else:
@@ -95,7 +119,7 @@ class FairQueuePool(Pool):
         if waiter is None:
             return self._open_record()
         started = time.monotonic()
-        served = waiter.event.wait(self._timeout)
+        served = waiter.wait(self._timeout)
         if not served:
             with self._lock:
                 served = waiter.record is not None
@@ -118,10 +142,17 @@ class FairQueuePool(Pool):
             # Forked child: the record's connection belongs to the parent.
             return
         with self._lock:
+            if record.dbapi_connection is None:
+                # Invalidated: free its slot rather than keep an empty entry,
+                # so that every idle record is an open connection (what
+                # MIN_IDLE counts), and a waiter may open a new one.
+                self._records.discard(record)
+                self._pass_capacity_on()
+                return
             if self._waiters:
                 waiter = self._waiters.popleft()
                 waiter.record = record
-                waiter.event.set()
+                waiter.wake()
                 return
             if len(self._idle) < self._pool_size and not self._closed:
                 self._idle.append((record, time.monotonic()))
@@ -156,7 +187,7 @@ class FairQueuePool(Pool):
             self._opening += 1
             waiter = self._waiters.popleft()
             waiter.record = _MAY_CREATE
-            waiter.event.set()
+            waiter.wake()
 
     def discard(self, record: ConnectionPoolEntry) -> None:
         """Close a checked-out record for good and free its slot."""
@@ -291,4 +322,4 @@ class FairQueuePool(Pool):
         self._idle = collections.deque()
         self._waiters = collections.deque()
         self._records = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
