@@ -187,14 +187,13 @@ class ConnectionPool:
         if self.leaks is not None or signals.connection_checked_in.receivers:
             leaks.on_checkin(self, record)
         try:
-            if dbapi_connection is None:
-                pass
-            elif discard:
+            if discard and dbapi_connection is not None:
                 logger.info("Discarding a connection of pool %r that Django found unusable", self.alias)
                 record.invalidate()
-            else:
+            elif dbapi_connection is not None:
                 self._reset(record, dbapi_connection)
         finally:
+            # An invalidated record frees its slot there.
             self.pool._do_return_conn(record)
 
     def _reset(self, record: ConnectionPoolEntry, dbapi_connection: Any) -> None:

@@ -166,8 +166,7 @@ class PooledDatabaseWrapperMixin:
     def connect(self) -> None:
         # Before Django's own checks of the same settings (with psycopg2,
         # OPTIONS['pool'] would otherwise be refused for another reason).
-        if self._djpool_settings_error is not None:
-            self._djpool_raise_settings_error()
+        self._djpool_raise_settings_error()
         self._djpool_connecting = True
         try:
             super().connect()  # type: ignore[misc]

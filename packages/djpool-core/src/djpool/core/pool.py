@@ -189,13 +189,6 @@ class FairQueuePool(Pool):
             waiter.record = _MAY_CREATE
             waiter.wake()
 
-    def discard(self, record: ConnectionPoolEntry) -> None:
-        """Close a checked-out record for good and free its slot."""
-        with self._lock:
-            self._records.discard(record)
-            self._pass_capacity_on()
-        record.close()
-
     def close_idle(self, keep: int = 0) -> int:
         """Close idle connections until at most ``keep`` remain; return how many."""
         return self._close_longest_idle(lambda idle_since: len(self._idle) > keep)
