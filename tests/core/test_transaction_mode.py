@@ -14,7 +14,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
 
-from djpool.core import PoolTimeout, stats
+from djpool.core import PoolTimeout, registry, stats
 from tests.conftest import run_in_threads
 
 pytestmark = pytest.mark.server_backed
@@ -54,6 +54,61 @@ def test_orm_queries_release_between_statements(make_alias):
     assert stats(alias)["checked_out"] == 0
     Item.objects.using(alias).filter(name="tx-orm").delete()
     assert stats(alias)["checked_out"] == 0
+
+
+def test_wrapper_stays_connected_to_django_between_transactions(make_alias):
+    """Taking the connection back between transactions is not a new Django
+    connection: no connect(), no connection_created, until the request ends
+    (close(), or close_old_connections() at a request boundary)."""
+    from django.db import close_old_connections
+    from django.db.backends.signals import connection_created
+
+    alias = make_alias(TRANSACTION_MODE)
+    conn = connections[alias]
+    created = []
+
+    def count(sender, connection, **kwargs):
+        if connection.alias == alias:
+            created.append(connection)
+
+    def query() -> None:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    connection_created.connect(count)
+    try:
+        for _ in range(3):
+            query()
+        assert stats(alias)["checkouts"] == 3
+        assert len(created) == 1
+        conn.close()
+        query()
+        assert len(created) == 2
+        close_old_connections()  # request_finished, with the connection handed back
+        query()
+        assert len(created) == 3
+        assert stats(alias)["checked_out"] == 0
+    finally:
+        connection_created.disconnect(count)
+
+
+def test_connection_opened_on_take_back_gets_djangos_setup(make_alias, server):
+    """A take-back that has to open a new connection (the idle ones were
+    closed meanwhile) still runs Django's per-connection setup on it."""
+    if server.vendor == "postgresql":
+        alias = make_alias(TRANSACTION_MODE, TIME_ZONE="Asia/Tokyo")
+        check, expected = "SHOW TIME ZONE", "Asia/Tokyo"
+    else:
+        alias = make_alias(TRANSACTION_MODE, OPTIONS={"isolation_level": "read committed"})
+        check, expected = "SELECT @@session.tx_isolation", "READ-COMMITTED"
+    conn = connections[alias]
+    first = session_id(conn, server)
+    assert registry.dispose(alias) == 1
+    with conn.cursor() as cursor:
+        cursor.execute(check)
+        assert cursor.fetchone()[0] == expected
+    assert session_id(conn, server) != first
+    assert stats(alias)["connects"] == 2
 
 
 def test_atomic_block_runs_on_one_session_and_holds_it(make_alias, server):

@@ -17,7 +17,9 @@ comes from and where it goes:
 * ``_close()`` gives the connection back (rolled back if a transaction is
   open) instead of closing it.
 * With ``POOL_MODE = "transaction"``, the connection also goes back as soon as
-  the last cursor is closed outside a transaction.
+  the last cursor is closed outside a transaction. To Django the wrapper stays
+  connected until the request ends: its next use takes a connection from the
+  same pool without running ``connect()`` again (``ensure_connection()``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.utils.asyncio import async_unsafe
 
 from djpool.core import registry
 from djpool.core.container import ConnectionPool
@@ -80,6 +83,12 @@ class PooledDatabaseWrapperMixin:
         # Cursors of iterator() (server-side on PostgreSQL), closed on release.
         self._djpool_chunked_cursors: weakref.WeakSet[Any] = weakref.WeakSet()
         self._djpool_connecting = False
+        # Transaction mode: the pool this wrapper handed its connection back to
+        # between transactions. Django still sees the wrapper connected (its
+        # settings, signals and per-connection setup were done), so the next
+        # use takes a connection straight from this pool. None once Django
+        # closes the wrapper or connects it again.
+        self._djpool_parked_in: ConnectionPool | None = None
         # Transaction mode: held between disable_constraint_checking() and
         # enable_constraint_checking() (MySQL's session-level foreign_key_checks).
         self._djpool_pinned = False
@@ -167,11 +176,52 @@ class PooledDatabaseWrapperMixin:
         # Before Django's own checks of the same settings (with psycopg2,
         # OPTIONS['pool'] would otherwise be refused for another reason).
         self._djpool_raise_settings_error()
+        self._djpool_parked_in = None
         self._djpool_connecting = True
         try:
             super().connect()  # type: ignore[misc]
         finally:
             self._djpool_connecting = False
+
+    @async_unsafe
+    def ensure_connection(self) -> None:
+        pool = self._djpool_parked_in
+        if self.connection is None and pool is not None and not pool.retired:
+            self._djpool_retake(pool)
+            return
+        super().ensure_connection()  # type: ignore[misc]
+
+    def _djpool_retake(self, pool: ConnectionPool) -> None:
+        """Transaction mode: take a connection back for a wrapper that is still connected.
+
+        Django's ``connect()`` resets the wrapper's transaction state, reads
+        the settings, runs the per-connection setup and sends
+        ``connection_created``: all done already for this wrapper, which has
+        not been closed. Only what belongs to the driver connection is
+        redone: the autocommit mode (when it differs) and the setup state
+        that ``init_connection_state()`` restores from the connection.
+        """
+        self._djpool_parked_in = None
+        self._djpool_connecting = True
+        try:
+            with self.wrap_database_errors:  # type: ignore[attr-defined]
+                record = pool.checkout(self)
+                self._djpool_lease.take(pool, record)
+                self._djpool_open_cursors = 0
+                self.connection = record.dbapi_connection
+                self.errors_occurred = False
+                self.health_check_done = True
+                self._set_autocommit(True)
+                self.init_connection_state()
+        finally:
+            self._djpool_connecting = False
+
+    def close(self) -> None:
+        # A wrapper parked between transactions has no driver connection, so
+        # Django's close() does nothing: it is closed all the same, and its
+        # next use connects as a new one.
+        self._djpool_parked_in = None
+        super().close()  # type: ignore[misc]
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         if self.djpool_options is None:
@@ -294,6 +344,9 @@ class PooledDatabaseWrapperMixin:
         # (Django resets errors_occurred when it says yes); an obsolete
         # connection without errors goes back as usual.
         if self.connection is None:
+            # A request boundary: a connection that transaction mode handed
+            # back is closed to Django, as stock closes CONN_MAX_AGE = 0 ones.
+            self._djpool_parked_in = None
             return
         self._djpool_errors_checking = True
         try:
@@ -309,6 +362,7 @@ class PooledDatabaseWrapperMixin:
             self.connection = None
         self._djpool_chunked_cursors.clear()
         self._djpool_cached_pool = None
+        self._djpool_parked_in = None
 
     def close_pool(self) -> None:
         """Close idle connections of this alias's pools (Django 5.1+ test runner hook)."""
@@ -389,7 +443,9 @@ class PooledDatabaseWrapperMixin:
             and not self.closed_in_transaction  # type: ignore[attr-defined]
             and not self._djpool_pinned
         ):
+            pool = self._djpool_lease.pool
             self._djpool_release()
+            self._djpool_parked_in = pool
 
 
 class ReleasedConnection:
