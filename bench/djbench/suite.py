@@ -26,7 +26,7 @@ from djbench import report
 from djbench.configs import CONFIGS, GRID, Sizing
 from djbench.report import Check, fmt, ms, us
 from djbench.servers import ConnectionMonitor, Server
-from djbench.workloads import ORM, SELECT, Clients, Run, Target, Workload, count_statements, run_threads
+from djbench.workloads import ORM, SELECT, Clients, Run, Target, Workload, count_statements, registered, run_threads
 
 VENDORS = ("postgresql", "mysql")
 
@@ -153,24 +153,24 @@ class Bench:
         import django
         from django.conf import settings
 
-        databases: dict[str, Any] = {"default": {}}
-        for target in self.targets.values():
-            entry = target.databases_entry()
-            if entry is not None:
-                databases[target.alias] = entry
+        # Each target's alias joins DATABASES only while it runs (see djbench.workloads.registered).
         settings.configure(
             DEBUG=False,
             SECRET_KEY="djpool-bench-not-secret",
             USE_TZ=True,
             INSTALLED_APPS=["djbench"],
-            DATABASES=databases,
+            DATABASES={"default": {}},
             LOGGING_CONFIG=None,
         )
         django.setup()
         from django.db import connections
+        from django.db.utils import load_backend
 
-        for alias in databases:
-            connections[alias]  # import every backend now, not in racing threads
+        for target in self.targets.values():
+            entry = target.databases_entry()
+            if entry is not None:
+                target.entry = connections.configure_settings({"default": {}, target.alias: entry})[target.alias]
+                load_backend(target.entry["ENGINE"])  # import every backend now, not in racing threads
 
     def teardown(self) -> None:
         for target in self.targets.values():
@@ -395,8 +395,9 @@ class Bench:
             djpool = self.target(vendor, "djpool")
             if djpool is None:
                 continue
-            cost = memory.idle_pool_cost(djpool, p.memory_connections)
-            grown = memory.growth(djpool, p.growth_requests)
+            with registered([djpool]):
+                cost = memory.idle_pool_cost(djpool, p.memory_connections)
+                grown = memory.growth(djpool, p.growth_requests)
             self.results["memory"][vendor] = {**cost, **grown}
             added = cost["pool_bytes"] - cost["driver_bytes"]
             rows.append([vendor, f"{cost['driver_bytes'] / 1024:,.0f}", f"{cost['pool_bytes'] / 1024:,.0f}", f"{added / cost['connections']:,.0f}", f"{grown['requests']:,}", f"{grown['growth_bytes'] / 1024:,.1f}"])
