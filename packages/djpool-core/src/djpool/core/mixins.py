@@ -162,6 +162,15 @@ class PooledDatabaseWrapperMixin:
         """Open a new driver connection the way the stock backend does."""
         return super().get_new_connection(conn_params)  # type: ignore[misc]
 
+    def djpool_connection_taken(self) -> None:
+        """Called each time the wrapper takes a connection from the pool.
+
+        That is in ``connect()``, and in transaction mode also when a query
+        takes one back between transactions without ``connect()``. A backend
+        that remembers on the wrapper what it did to the previous connection
+        (django-tenants' ``search_path``) forgets it here.
+        """
+
     def djpool_driver_autocommit(self, dbapi_connection: Any) -> bool | None:
         """The driver connection's autocommit mode, read locally; None if unknown.
 
@@ -209,6 +218,7 @@ class PooledDatabaseWrapperMixin:
                 self._djpool_lease.take(pool, record)
                 self._djpool_open_cursors = 0
                 self.connection = record.dbapi_connection
+                self.djpool_connection_taken()
                 self.errors_occurred = False
                 self.health_check_done = True
                 self._set_autocommit(True)
@@ -241,6 +251,7 @@ class PooledDatabaseWrapperMixin:
             raise
         self._djpool_lease.take(pool, record)
         self._djpool_open_cursors = 0
+        self.djpool_connection_taken()
         return record.dbapi_connection
 
     def _djpool_raise_settings_error(self) -> None:

@@ -16,8 +16,6 @@ Requires django-tenants (``pip install "djpool-postgresql[tenants]"``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.core.exceptions import ImproperlyConfigured
 from django_tenants.postgresql_backend import base
 
@@ -37,10 +35,8 @@ if issubclass(base.DatabaseWrapper, PooledDatabaseWrapperMixin):
 
 
 class DatabaseWrapper(PostgreSQLPoolMixin, base.DatabaseWrapper):
-    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        connection = super().get_new_connection(conn_params)
+    def djpool_connection_taken(self) -> None:
         # The search_path this wrapper set was on the connection it gave back
         # (POOL_MODE="transaction" gives it back without close(), where
         # django-tenants would forget it). This one may carry another tenant's.
         self.search_path_set_schemas = None
-        return connection
