@@ -18,8 +18,8 @@ comes from and where it goes:
   open) instead of closing it.
 * With ``POOL_MODE = "transaction"``, the connection also goes back as soon as
   the last cursor is closed outside a transaction. To Django the wrapper stays
-  connected until the request ends: its next use takes a connection from the
-  same pool without running ``connect()`` again (``ensure_connection()``).
+  connected until the request ends: its next cursor takes a connection from
+  the same pool without running ``connect()`` again.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
-from django.utils.asyncio import async_unsafe
 
 from djpool.core import registry
 from djpool.core.container import ConnectionPool
@@ -192,13 +191,23 @@ class PooledDatabaseWrapperMixin:
         finally:
             self._djpool_connecting = False
 
-    @async_unsafe
-    def ensure_connection(self) -> None:
+    def get_autocommit(self) -> bool:
+        # atomic() asks first thing: a parked wrapper takes its connection back.
+        if self.connection is None:
+            self._djpool_take_back()
+        return super().get_autocommit()  # type: ignore[no-any-return, misc]
+
+    def _djpool_take_back(self) -> None:
+        """Transaction mode: give a wrapper parked between transactions its connection back.
+
+        Called where Django is about to use the connection (before a cursor;
+        ``atomic()``), not from ``ensure_connection()``, which Django's own
+        tests replace with mocks that call the saved original. Elsewhere a
+        parked wrapper connects anew, which is only slower.
+        """
         pool = self._djpool_parked_in
-        if self.connection is None and pool is not None and not pool.retired:
+        if pool is not None and not pool.retired:
             self._djpool_retake(pool)
-            return
-        super().ensure_connection()  # type: ignore[misc]
 
     def _djpool_retake(self, pool: ConnectionPool) -> None:
         """Transaction mode: take a connection back for a wrapper that is still connected.
@@ -338,11 +347,14 @@ class PooledDatabaseWrapperMixin:
             )
 
     def close_if_health_check_failed(self) -> None:
+        # Django runs this before every cursor, just before ensure_connection().
+        if self.connection is None:
+            self._djpool_take_back()
+            return
         # Django closes the connection here only when is_usable() said no: a
         # stock backend then opens a new one, so the pool must not hand the
-        # same one back. (Django runs this before every cursor; the common
-        # case returns at once.)
-        if self.connection is None or not self.health_check_enabled or self.health_check_done:  # type: ignore[attr-defined]
+        # same one back. The common case returns at once.
+        if not self.health_check_enabled or self.health_check_done:  # type: ignore[attr-defined]
             return
         self._djpool_health_checking = True
         try:
