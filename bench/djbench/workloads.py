@@ -105,7 +105,7 @@ class Target:
 
 @contextmanager
 def registered(targets: list[Target]) -> Iterator[None]:
-    """Put the targets' aliases in ``DATABASES`` for the duration, and only them.
+    """Put the targets' aliases in ``DATABASES`` for the duration.
 
     A thread's wrapper for an alias outlives the alias's removal (Django
     keeps wrappers per thread, by name), so a configuration that keeps its
@@ -114,16 +114,12 @@ def registered(targets: list[Target]) -> Iterator[None]:
     from django.db import connections
 
     added = {t.alias: t.entry for t in targets if t.entry is not None and t.alias not in connections.settings}
-    others = {alias: entry for alias, entry in connections.settings.items() if alias != "default" and alias not in added and all(alias != t.alias for t in targets)}
-    for alias in others:
-        del connections.settings[alias]
     connections.settings.update(added)
     try:
         yield
     finally:
         for alias in added:
             del connections.settings[alias]
-        connections.settings.update(others)
 
 
 class Client:

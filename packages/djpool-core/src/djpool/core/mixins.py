@@ -198,19 +198,7 @@ class PooledDatabaseWrapperMixin:
         return super().get_autocommit()  # type: ignore[no-any-return, misc]
 
     def _djpool_take_back(self) -> None:
-        """Transaction mode: give a wrapper parked between transactions its connection back.
-
-        Called where Django is about to use the connection (before a cursor;
-        ``atomic()``), not from ``ensure_connection()``, which Django's own
-        tests replace with mocks that call the saved original. Elsewhere a
-        parked wrapper connects anew, which is only slower.
-        """
-        pool = self._djpool_parked_in
-        if pool is not None and not pool.retired:
-            self._djpool_retake(pool)
-
-    def _djpool_retake(self, pool: ConnectionPool) -> None:
-        """Transaction mode: take a connection back for a wrapper that is still connected.
+        """Transaction mode: give a wrapper parked between transactions a connection again.
 
         Django's ``connect()`` resets the wrapper's transaction state, reads
         the settings, runs the per-connection setup and sends
@@ -218,7 +206,15 @@ class PooledDatabaseWrapperMixin:
         not been closed. Only what belongs to the driver connection is
         redone: the autocommit mode (when it differs) and the setup state
         that ``init_connection_state()`` restores from the connection.
+
+        Called where Django is about to use the connection (before a cursor;
+        ``atomic()``), not from ``ensure_connection()``, which Django's own
+        tests replace with mocks that call the saved original. Elsewhere a
+        parked wrapper connects anew, which is only slower.
         """
+        pool = self._djpool_parked_in
+        if pool is None or pool.retired:
+            return
         self._djpool_parked_in = None
         self._djpool_connecting = True
         try:
