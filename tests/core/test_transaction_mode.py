@@ -143,6 +143,97 @@ def test_manual_transaction_holds_until_autocommit_is_restored(make_alias, serve
     Item.objects.using(alias).filter(name="tx-manual").delete()
 
 
+def _insert_sql(conn) -> str:
+    from tests.testapp.models import Item
+
+    return f"INSERT INTO {conn.ops.quote_name(Item._meta.db_table)} (name, value) VALUES (%s, 0)"
+
+
+@pytest.mark.parametrize("begin", ["BEGIN", "START TRANSACTION"])
+@pytest.mark.parametrize("end", ["COMMIT", "ROLLBACK"])
+def test_raw_transaction_holds_the_connection_until_it_ends(make_alias, server, begin, end):
+    """A transaction opened with raw SQL outside atomic() keeps its connection
+    until its COMMIT or ROLLBACK, as PgBouncer does: all its statements run on
+    one server session, and its ROLLBACK undoes them (MySQL's driver cannot
+    see such a transaction, so the statement text tells)."""
+    from tests.testapp.models import Item
+
+    alias = make_alias(TRANSACTION_MODE)
+    conn = connections[alias]
+    with conn.cursor() as cursor:
+        cursor.execute(begin)
+    assert stats(alias)["checked_out"] == 1
+    first = session_id(conn, server)
+    with conn.cursor() as cursor:
+        cursor.execute(_insert_sql(conn), ["tx-raw"])
+    assert session_id(conn, server) == first
+    assert stats(alias)["checked_out"] == 1
+    with conn.cursor() as cursor:
+        cursor.execute(end.lower())
+    assert stats(alias)["checked_out"] == 0
+    assert Item.objects.using(alias).filter(name="tx-raw").exists() == (end == "COMMIT")
+    Item.objects.using(alias).filter(name="tx-raw").delete()
+
+
+@pytest.mark.parametrize(
+    "sql, kind",
+    [
+        ("begin;", "begin"),
+        ("  START TRANSACTION READ ONLY", "begin"),
+        ("BEGIN ISOLATION LEVEL SERIALIZABLE", "begin"),
+        ("commit work", "end"),
+        ("ROLLBACK AND NO CHAIN", "end"),
+        ("END", "end"),
+        ("ROLLBACK TO SAVEPOINT s1", None),
+        ("rollback work to s1", None),
+        ("COMMIT AND CHAIN", None),  # the next transaction starts at once
+        ("SET search_path TO app", "set"),
+        ("SET LOCAL lock_timeout = 0", None),
+        ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", None),
+        ("BEGINNING", None),
+        ("SELECT 1", None),
+    ],
+)
+def test_raw_statements_are_told_apart(sql, kind):
+    from djpool.core.mixins import _RAW_STATEMENT
+
+    match = _RAW_STATEMENT.match(sql)
+    assert (match.lastgroup if match else None) == kind
+
+
+def test_raw_transaction_left_open_is_rolled_back_when_the_request_ends(make_alias, server):
+    from tests.testapp.models import Item
+
+    alias = make_alias({**TRANSACTION_MODE, "POOL_SIZE": 1})
+    conn = connections[alias]
+    with conn.cursor() as cursor:
+        cursor.execute("BEGIN")
+    with conn.cursor() as cursor:
+        cursor.execute(_insert_sql(conn), ["tx-raw-open"])
+    conn.close()  # the request ends without COMMIT
+    assert stats(alias)["checked_out"] == 0
+    # The same (only) connection: its next user is not inside the abandoned transaction.
+    assert not Item.objects.using(alias).filter(name="tx-raw-open").exists()
+    if server.vendor == "mysql":
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT @@in_transaction")
+            assert cursor.fetchone()[0] == 0
+
+
+def test_savepoint_rollback_in_a_raw_transaction_does_not_end_it(make_alias, server):
+    alias = make_alias(TRANSACTION_MODE)
+    conn = connections[alias]
+    with conn.cursor() as cursor:
+        cursor.execute("BEGIN")
+        cursor.execute("SAVEPOINT s1")
+    with conn.cursor() as cursor:
+        cursor.execute("ROLLBACK TO SAVEPOINT s1")
+    assert stats(alias)["checked_out"] == 1
+    with conn.cursor() as cursor:
+        cursor.execute("COMMIT")
+    assert stats(alias)["checked_out"] == 0
+
+
 def test_rollback_and_on_commit_behave_as_stock(make_alias):
     from tests.testapp.models import Item
 

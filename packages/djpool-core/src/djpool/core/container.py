@@ -168,13 +168,16 @@ class ConnectionPool:
             pool.logger.debug("Connection %r checked out from pool", dbapi_connection)
         return record
 
-    def checkin(self, record: ConnectionPoolEntry, suspect: bool = False, discard: bool = False) -> None:
+    def checkin(
+        self, record: ConnectionPoolEntry, suspect: bool = False, discard: bool = False, rollback: bool = False
+    ) -> None:
         """Give a connection back: rolled back if needed, then idle or to a waiter.
 
         ``suspect`` marks a connection whose last use raised a database
         error; the next checkout pings it whatever its idle time. ``discard``
         closes it instead (Django found it unusable); its slot opens a new
-        connection when next needed.
+        connection when next needed. ``rollback`` rolls it back even if the
+        driver reports no transaction (one opened with raw SQL on MySQL).
         """
         dbapi_connection = record.dbapi_connection
         if dbapi_connection is not None:
@@ -191,16 +194,16 @@ class ConnectionPool:
                 logger.info("Discarding a connection of pool %r that Django found unusable", self.alias)
                 record.invalidate()
             elif dbapi_connection is not None:
-                self._reset(record, dbapi_connection)
+                self._reset(record, dbapi_connection, rollback)
         finally:
             # An invalidated record frees its slot there.
             self.pool._do_return_conn(record)
 
-    def _reset(self, record: ConnectionPoolEntry, dbapi_connection: Any) -> None:
+    def _reset(self, record: ConnectionPoolEntry, dbapi_connection: Any, rollback: bool = False) -> None:
         if self._echo_debug and self.pool.logger.isEnabledFor(logging.DEBUG):
             self.pool.logger.debug("Connection %r being returned to pool", dbapi_connection)
         try:
-            self.dialect.reset(dbapi_connection, record.info)
+            self.dialect.reset(dbapi_connection, record.info, rollback)
         except BaseException as error:
             # Most often the server closed it during the request; a
             # connection that cannot be rolled back is never handed out again.

@@ -60,15 +60,16 @@ class PoolDialect:
         self._full_reset = full_reset
         self.abandoned = False
 
-    def reset(self, dbapi_connection: Any, info: dict[str, Any] | None) -> None:
+    def reset(self, dbapi_connection: Any, info: dict[str, Any] | None, rollback: bool = False) -> None:
         """Make a returned connection safe for its next holder.
 
         ``info`` is the pool entry's info dict: a full reset removes the
-        mark that Django's per-connection setup has run on it.
+        mark that Django's per-connection setup has run on it. ``rollback``
+        rolls back whatever the driver reports.
         """
         if self.abandoned:
             return
-        if self._in_transaction(dbapi_connection):
+        if rollback or self._in_transaction(dbapi_connection):
             self.dialect.do_rollback(dbapi_connection)
         if self._full_reset is not None:
             self._full_reset(dbapi_connection)

@@ -91,6 +91,9 @@ class PooledDatabaseWrapperMixin:
         # Transaction mode: held between disable_constraint_checking() and
         # enable_constraint_checking() (MySQL's session-level foreign_key_checks).
         self._djpool_pinned = False
+        # Transaction mode: held from a raw BEGIN / START TRANSACTION (outside
+        # Django's transaction API) until the COMMIT or ROLLBACK that ends it.
+        self._djpool_raw_transaction = False
         # Django opens "maintenance" connections (to create or drop test
         # databases) under NO_DB_ALIAS; pooling them would keep a session on
         # the database being dropped or cloned.
@@ -141,6 +144,16 @@ class PooledDatabaseWrapperMixin:
         """True when the connection may have a transaction to roll back."""
         return True
 
+    @staticmethod
+    def djpool_transaction_open(dbapi_connection: Any) -> bool:
+        """True only if the driver knows that the server has a transaction open.
+
+        Transaction mode keeps a connection whose transaction was opened with
+        raw SQL. Drivers that cannot tell (False here) rely on the statement
+        text instead (``BEGIN`` … ``COMMIT``).
+        """
+        return False
+
     def djpool_full_reset(self, dbapi_connection: Any, conn_params: dict[str, Any]) -> None:
         """Clear all session state (RESET_ON_RETURN = "full")."""
         raise ImproperlyConfigured(
@@ -185,6 +198,7 @@ class PooledDatabaseWrapperMixin:
         # OPTIONS['pool'] would otherwise be refused for another reason).
         self._djpool_raise_settings_error()
         self._djpool_parked_in = None
+        self._djpool_raw_transaction = False
         self._djpool_connecting = True
         try:
             super().connect()  # type: ignore[misc]
@@ -318,6 +332,10 @@ class PooledDatabaseWrapperMixin:
     def _djpool_release(self) -> None:
         pool, record = self._djpool_lease.give_up()
         self._djpool_open_cursors = 0
+        # A raw BEGIN without its COMMIT: MySQL's driver does not see that
+        # transaction, so the reset on return is told to roll it back.
+        rollback = self._djpool_raw_transaction
+        self._djpool_raw_transaction = False
         # Like Django's own pooled PostgreSQL backend: the wrapper can no
         # longer use a connection that another thread may now hold.
         self.connection = None
@@ -337,6 +355,7 @@ class PooledDatabaseWrapperMixin:
         with self.wrap_database_errors:  # type: ignore[attr-defined]
             pool.checkin(
                 record,
+                rollback=rollback,
                 suspect=self.errors_occurred,  # type: ignore[attr-defined]
                 discard=self._djpool_health_checking
                 or (self._djpool_errors_checking and self.errors_occurred),  # type: ignore[attr-defined]
@@ -382,6 +401,7 @@ class PooledDatabaseWrapperMixin:
         self._djpool_chunked_cursors.clear()
         self._djpool_cached_pool = None
         self._djpool_parked_in = None
+        self._djpool_raw_transaction = False
 
     def close_pool(self) -> None:
         """Close idle connections of this alias's pools (Django 5.1+ test runner hook)."""
@@ -447,6 +467,23 @@ class PooledDatabaseWrapperMixin:
                 if self._djpool_open_cursors <= 0:
                     self._djpool_release_between_transactions()
 
+    def _djpool_saw_raw_statement(self, kind: str, sql: str) -> None:
+        """Transaction mode: a raw transaction statement or session-level SET ran outside atomic()."""
+        if kind == "begin":
+            self._djpool_raw_transaction = True
+        elif kind == "end":
+            # Given back when this statement's cursor closes.
+            self._djpool_raw_transaction = False
+        elif not (self._djpool_pinned or self._djpool_raw_transaction or sql in _warned_statements):
+            _warned_statements.add(sql)
+            logger.warning(
+                "POOL_MODE='transaction' on database %r: %r changes the session outside a "
+                "transaction, so it may reach whichever request gets this connection next. "
+                "Run it inside atomic() with SET LOCAL, or use POOL_MODE='session'.",
+                self.alias,
+                sql[:200],
+            )
+
     def _djpool_cursor_closed(self) -> None:
         self._djpool_open_cursors -= 1
         if self._djpool_open_cursors <= 0:
@@ -461,6 +498,8 @@ class PooledDatabaseWrapperMixin:
             and not self.in_atomic_block  # type: ignore[attr-defined]
             and not self.closed_in_transaction  # type: ignore[attr-defined]
             and not self._djpool_pinned
+            and not self._djpool_raw_transaction
+            and not self.djpool_transaction_open(self.connection)
         ):
             pool = self._djpool_lease.pool
             self._djpool_release()
@@ -500,7 +539,19 @@ class ReleasedConnection:
         return "<ReleasedConnection: given back to the pool>"
 
 
-_SESSION_SET = re.compile(r"\s*SET\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)", re.IGNORECASE)
+# What transaction mode looks for in SQL run outside Django's transactions:
+# a raw transaction's start and end (ROLLBACK TO a savepoint, and COMMIT or
+# ROLLBACK AND CHAIN, which opens the next one, end nothing), and a
+# session-level SET (SET LOCAL, SET TRANSACTION and SET CONSTRAINTS last one
+# transaction).
+_RAW_STATEMENT = re.compile(
+    r"\s*(?:"
+    r"(?P<begin>BEGIN|START\s+TRANSACTION)\b"
+    r"|(?P<end>COMMIT|ROLLBACK|END|ABORT)\b(?!(?:\s+WORK|\s+TRANSACTION)?\s+(?:TO|AND\s+CHAIN)\b)"
+    r"|(?P<set>SET)\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)"
+    r")",
+    re.IGNORECASE,
+)
 _warned_statements: set[str] = set()
 
 
@@ -512,23 +563,15 @@ class _ReleasingCursor:
     _djpool_closed = False
 
     def execute(self, sql: Any, params: Any = None) -> Any:
+        db = self.db
         if (
             isinstance(sql, str)
-            and self.db.autocommit
-            and not self.db._djpool_connecting  # Django's own per-connection setup
-            and not self.db.in_atomic_block
-            and not self.db._djpool_pinned
-            and _SESSION_SET.match(sql)
-            and sql not in _warned_statements
+            and db.autocommit
+            and not db.in_atomic_block
+            and not db._djpool_connecting  # Django's own per-connection setup
+            and (match := _RAW_STATEMENT.match(sql)) is not None
         ):
-            _warned_statements.add(sql)
-            logger.warning(
-                "POOL_MODE='transaction' on database %r: %r changes the session outside a "
-                "transaction, so it may reach whichever request gets this connection next. "
-                "Run it inside atomic() with SET LOCAL, or use POOL_MODE='session'.",
-                self.db.alias,
-                sql[:200],
-            )
+            db._djpool_saw_raw_statement(match.lastgroup, sql)
         return super().execute(sql, params)  # type: ignore[misc]
 
     def close(self) -> None:

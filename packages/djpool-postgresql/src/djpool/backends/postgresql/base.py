@@ -60,6 +60,11 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
             return bool(dbapi_connection.pgconn.transaction_status != _TRANSACTION_IDLE)
         return bool(dbapi_connection.get_transaction_status() != _TRANSACTION_IDLE)
 
+    @staticmethod
+    def djpool_transaction_open(dbapi_connection: Any) -> bool:
+        # libpq knows: a raw BEGIN is seen whatever its text (e.g. after a comment).
+        return PostgreSQLPoolMixin.djpool_in_transaction(dbapi_connection)
+
     def djpool_full_reset(self, dbapi_connection: Any, conn_params: dict[str, Any]) -> None:
         # DISCARD ALL: SET values (search_path, role, time zone), temporary
         # tables, prepared statements, advisory locks, LISTEN. It cannot run
