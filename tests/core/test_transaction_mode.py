@@ -190,6 +190,9 @@ def test_raw_transaction_holds_the_connection_until_it_ends(make_alias, server, 
         ("SET search_path TO app", "set"),
         ("SET LOCAL lock_timeout = 0", None),
         ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", None),
+        ("BEGIN WORK", "begin"),
+        ("BEGIN\n  my_procedure;\nEND;", None),  # a PL/SQL block
+        ("BEGIN NOT ATOMIC SELECT 1; END", None),  # a MariaDB compound statement
         ("BEGINNING", None),
         ("SELECT 1", None),
     ],

@@ -1,6 +1,6 @@
 """A Django ASGI app with async views, for a real ASGI server (uvicorn) in the ASGI test.
 
-Settings come from ``DJPOOL_REL_DATABASE`` (a JSON DATABASES entry). The
+Settings: :mod:`tests.reliability.server_settings`. The
 ``marker`` view puts a per-request value into the database session, yields
 to the event loop, and reads it back: if another request had used the same
 connection meanwhile, the value or the backend PID would differ.
@@ -10,28 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
-import json
-import os
 import signal
 import time
 from typing import Any
 
-import django
-from django.conf import settings
+from tests.reliability import server_settings
 
 # The test sends SIGUSR1 when a request hangs: every thread's stack goes to stderr.
 faulthandler.register(signal.SIGUSR1, all_threads=True)
 
-settings.configure(
-    DEBUG=False,
-    ROOT_URLCONF=__name__,
-    ALLOWED_HOSTS=["*"],
-    DATABASES={"default": json.loads(os.environ["DJPOOL_REL_DATABASE"])},
-    INSTALLED_APPS=[],
-    USE_TZ=True,
-    LOGGING_CONFIG=None,
-)
-django.setup()
+server_settings.configure(__name__)
 
 from asgiref.sync import sync_to_async  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402

@@ -14,19 +14,9 @@ import os
 import threading
 from typing import Any
 
-import django
-from django.conf import settings
+from tests.reliability import server_settings
 
-settings.configure(
-    DEBUG=False,
-    ROOT_URLCONF=__name__,
-    ALLOWED_HOSTS=["*"],
-    DATABASES={"default": json.loads(os.environ["DJPOOL_REL_DATABASE"])},
-    INSTALLED_APPS=[],
-    USE_TZ=True,
-    LOGGING_CONFIG=None,
-)
-django.setup()
+server_settings.configure(__name__)
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.db import connections  # noqa: E402

@@ -540,13 +540,15 @@ class ReleasedConnection:
 
 
 # What transaction mode looks for in SQL run outside Django's transactions:
-# a raw transaction's start and end (ROLLBACK TO a savepoint, and COMMIT or
+# a raw transaction's start (not a PL/SQL block or MariaDB's BEGIN NOT ATOMIC,
+# which also open with BEGIN) and end (ROLLBACK TO a savepoint, and COMMIT or
 # ROLLBACK AND CHAIN, which opens the next one, end nothing), and a
 # session-level SET (SET LOCAL, SET TRANSACTION and SET CONSTRAINTS last one
 # transaction).
 _RAW_STATEMENT = re.compile(
     r"\s*(?:"
-    r"(?P<begin>BEGIN|START\s+TRANSACTION)\b"
+    r"(?P<begin>START\s+TRANSACTION\b|BEGIN(?:\s+(?:WORK|TRANSACTION))?"
+    r"(?=\s*(?:;|\Z|ISOLATION\b|READ\b|DEFERRABLE\b|NOT\s+DEFERRABLE\b)))"
     r"|(?P<end>COMMIT|ROLLBACK|END|ABORT)\b(?!(?:\s+WORK|\s+TRANSACTION)?\s+(?:TO|AND\s+CHAIN)\b)"
     r"|(?P<set>SET)\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)"
     r")",
