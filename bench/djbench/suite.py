@@ -348,11 +348,20 @@ class Bench:
             server = self.servers[vendor]
             targets = [t for name in names if (t := self.target(vendor, name)) is not None]
             runs: dict[str, list[Run]] = {t.key: [] for t in targets}
+            # djpool's own counters: how many checkouts waited for a connection, and how long.
+            pool_stats: dict[str, dict[str, float]] = {}
             with ConnectionMonitor(server, [t.database for t in targets]) as monitor:
                 for r in range(p.workload_rounds):
                     order = targets[r % len(targets):] + targets[: r % len(targets)]
                     for target in order:
                         run = run_threads(target, Workload(SELECT, p.work), p.workload_threads, p.workload_duration)
+                        if target.config.name == "djpool":
+                            from djpool.core import stats
+
+                            totals = pool_stats.setdefault(target.key, {"checkouts": 0, "waits": 0, "wait_time_total": 0.0})
+                            for name, value in stats(target.alias).items():
+                                if name in totals:
+                                    totals[name] += value
                         target.dispose()
                         self.error(f"{target.key} workload", run.errors)
                         runs[target.key].append(run)
@@ -367,9 +376,16 @@ class Bench:
                     "p99": report.percentile(latencies, 0.99),
                     "peak_connections": monitor.peak[target.database],
                 }
+                waited = ["", ""]
+                totals = pool_stats.get(target.key)
+                if totals and totals["checkouts"]:
+                    s["waited_share"] = totals["waits"] / totals["checkouts"]
+                    s["mean_wait"] = totals["wait_time_total"] / totals["waits"] if totals["waits"] else 0.0
+                    waited = [f"{s['waited_share']:.0%}", ms(s["mean_wait"])]
                 label = target.key.split("_", 1)[1]
-                rows.append([label, f"{s['rate']:,.0f}", ms(s["p50"]), ms(s["p99"]), s["peak_connections"]])
-            print(f"-- {vendor}\n" + report.table(["configuration", "req/s", "p50 ms", "p99 ms", "server conns"], rows), flush=True)
+                rows.append([label, f"{s['rate']:,.0f}", ms(s["p50"]), ms(s["p99"]), s["peak_connections"], *waited])
+            headers = ["configuration", "req/s", "p50 ms", "p99 ms", "server conns", "checkouts waited", "mean wait ms"]
+            print(f"-- {vendor}\n" + report.table(headers, rows), flush=True)
             self.results["workload"][vendor] = summary
             found = {name: summary.get(t.key) if (t := self.target(vendor, name)) else None for name in names}
             session, tx, native, real = (found[name] for name in names[:4])
