@@ -223,6 +223,20 @@ def test_raw_transaction_left_open_is_rolled_back_when_the_request_ends(make_ali
             assert cursor.fetchone()[0] == 0
 
 
+@pytest.mark.postgresql
+def test_raw_transaction_the_statement_text_hides_is_seen_by_libpq(make_alias):
+    """The driver's own transaction status covers what no statement pattern
+    can: here a BEGIN behind a comment."""
+    alias = make_alias(TRANSACTION_MODE)
+    conn = connections[alias]
+    with conn.cursor() as cursor:
+        cursor.execute("/* app: checkout */ BEGIN")
+    assert stats(alias)["checked_out"] == 1
+    with conn.cursor() as cursor:
+        cursor.execute("/* app: checkout */ COMMIT")
+    assert stats(alias)["checked_out"] == 0
+
+
 def test_savepoint_rollback_in_a_raw_transaction_does_not_end_it(make_alias, server):
     alias = make_alias(TRANSACTION_MODE)
     conn = connections[alias]
