@@ -124,6 +124,50 @@ def test_mysql_connection_comes_back_as_django_set_it(make_alias, items):
     assert stats(alias)["connects"] == 1
 
 
+@pytest.mark.parametrize("begin", ["BEGIN", "START TRANSACTION"])
+def test_raw_transaction_left_open_comes_back_rolled_back(make_alias, server, items, begin):
+    """A request that opens a transaction with raw SQL and ends inside it (an
+    error between START TRANSACTION and COMMIT) must not pass it on: the next
+    request's statements would run inside it, uncommitted. PostgreSQL's driver
+    reports it; MySQL's does not, so djpool reads the statements."""
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
+
+    def first(conn: Any) -> None:
+        with conn.cursor() as cursor:
+            cursor.execute(begin)
+            cursor.execute("INSERT INTO testapp_item (name, value) VALUES ('raw-left-open', 0)")
+        # the request ends here, without COMMIT or ROLLBACK
+
+    def second(conn: Any) -> None:
+        if server.vendor == "mysql":
+            assert scalar(conn, "SELECT @@in_transaction") == 0
+        assert scalar(conn, "SELECT count(*) FROM testapp_item WHERE name = 'raw-left-open'") == 0
+
+    two_requests(alias, first, second)
+
+
+@pytest.mark.mysql
+def test_raw_transaction_committed_comes_back_without_a_rollback(make_alias, items):
+    """The COMMIT is read too: a request whose raw transaction ended costs no ROLLBACK."""
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
+    rollbacks = "SELECT variable_value FROM information_schema.session_status WHERE variable_name = 'COM_ROLLBACK'"
+    seen: dict[str, int] = {}
+
+    def first(conn: Any) -> None:
+        seen["before"] = int(scalar(conn, rollbacks))
+        with conn.cursor() as cursor:
+            cursor.execute("START TRANSACTION")
+            cursor.execute("INSERT INTO testapp_item (name, value) VALUES ('raw-committed', 0)")
+            cursor.execute("COMMIT")
+
+    def second(conn: Any) -> None:
+        assert int(scalar(conn, rollbacks)) == seen["before"]
+        assert scalar(conn, "SELECT count(*) FROM testapp_item WHERE name = 'raw-committed'") == 1
+
+    two_requests(alias, first, second)
+    items.objects.using(alias).filter(name="raw-committed").delete()
+
+
 # ##### RESET_ON_RETURN = "full": raw session state, item by item #####
 
 # name: (statements of the first request, query of the second, value if reset, value if not)

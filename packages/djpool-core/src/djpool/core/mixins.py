@@ -144,13 +144,20 @@ class PooledDatabaseWrapperMixin:
         """True when the connection may have a transaction to roll back."""
         return True
 
+    #: Whether the statement text is watched for a raw ``BEGIN`` … ``COMMIT``:
+    #: needed where the driver cannot report a transaction opened with SQL
+    #: while Django's autocommit is on (MySQL, JDBC), so that the connection
+    #: goes back rolled back if the request ends inside one (in both modes)
+    #: and stays held until it ends (transaction mode).
+    djpool_watch_transaction_statements = True
+
     @staticmethod
     def djpool_transaction_open(dbapi_connection: Any) -> bool:
         """True only if the driver knows that the server has a transaction open.
 
         Transaction mode keeps a connection whose transaction was opened with
         raw SQL. Drivers that cannot tell (False here) rely on the statement
-        text instead (``BEGIN`` … ``COMMIT``).
+        text instead (:attr:`djpool_watch_transaction_statements`).
         """
         return False
 
@@ -433,17 +440,27 @@ class PooledDatabaseWrapperMixin:
         return cursor
 
     def make_cursor(self, cursor: Any) -> CursorWrapper:
-        return self._djpool_releasing(super().make_cursor(cursor))  # type: ignore[misc]
+        return self._djpool_watch(super().make_cursor(cursor))  # type: ignore[misc]
 
     def make_debug_cursor(self, cursor: Any) -> CursorWrapper:
         # The vendor's own wrapper class is kept (PostgreSQL's debug wrapper
-        # logs copy()): transaction mode only adds the release on close().
-        return self._djpool_releasing(super().make_debug_cursor(cursor))  # type: ignore[misc]
+        # logs copy()): djpool only adds to execute() and close().
+        return self._djpool_watch(super().make_debug_cursor(cursor))  # type: ignore[misc]
 
-    def _djpool_releasing(self, wrapper: CursorWrapper) -> CursorWrapper:
-        if self._djpool_transaction_mode and self._djpool_lease.record is not None:
-            self._djpool_open_cursors += 1
-            wrapper.__class__ = _releasing_class(type(wrapper))
+    def _djpool_watch(self, wrapper: CursorWrapper) -> CursorWrapper:
+        """Give a pooled connection's cursor what djpool must see of it.
+
+        Transaction mode counts open cursors, to release when the last
+        closes, and reads statements run outside a transaction (raw
+        transactions, session-level SET); session mode reads them only where
+        the driver cannot see a raw transaction.
+        """
+        if self._djpool_lease.record is not None:
+            if self._djpool_transaction_mode:
+                self._djpool_open_cursors += 1
+                wrapper.__class__ = _watching_class(_ReleasingCursor, type(wrapper))
+            elif self.djpool_watch_transaction_statements:
+                wrapper.__class__ = _watching_class(_StatementWatchingCursor, type(wrapper))
         return wrapper
 
     def disable_constraint_checking(self) -> bool:
@@ -468,13 +485,15 @@ class PooledDatabaseWrapperMixin:
                     self._djpool_release_between_transactions()
 
     def _djpool_saw_raw_statement(self, kind: str, sql: str) -> None:
-        """Transaction mode: a raw transaction statement or session-level SET ran outside atomic()."""
+        """A raw transaction statement or session-level SET ran outside atomic()."""
         if kind == "begin":
             self._djpool_raw_transaction = True
         elif kind == "end":
             # Given back when this statement's cursor closes.
             self._djpool_raw_transaction = False
-        elif not (self._djpool_pinned or self._djpool_raw_transaction or sql in _warned_statements):
+        elif self._djpool_transaction_mode and not (
+            self._djpool_pinned or self._djpool_raw_transaction or sql in _warned_statements
+        ):
             _warned_statements.add(sql)
             logger.warning(
                 "POOL_MODE='transaction' on database %r: %r changes the session outside a "
@@ -557,12 +576,11 @@ _RAW_STATEMENT = re.compile(
 _warned_statements: set[str] = set()
 
 
-class _ReleasingCursor:
-    """Tell the wrapper when a cursor closes, so transaction mode can release."""
+class _StatementWatchingCursor:
+    """Tell the wrapper about raw transaction statements and session-level SETs."""
 
     cursor: Any
     db: Any
-    _djpool_closed = False
 
     def execute(self, sql: Any, params: Any = None) -> Any:
         db = self.db
@@ -576,6 +594,12 @@ class _ReleasingCursor:
             db._djpool_saw_raw_statement(match.lastgroup, sql)
         return super().execute(sql, params)  # type: ignore[misc]
 
+
+class _ReleasingCursor(_StatementWatchingCursor):
+    """Also tell the wrapper when the cursor closes, so transaction mode can release."""
+
+    _djpool_closed = False
+
     def close(self) -> None:
         try:
             self.cursor.close()
@@ -585,25 +609,15 @@ class _ReleasingCursor:
                 self.db._djpool_cursor_closed()
 
 
-class ReleasingCursorWrapper(_ReleasingCursor, CursorWrapper):
-    pass
+_watching_classes: dict[tuple[type, type], type] = {}
 
 
-class ReleasingCursorDebugWrapper(_ReleasingCursor, CursorDebugWrapper):
-    pass
-
-
-_releasing_classes: dict[type, type] = {
-    CursorWrapper: ReleasingCursorWrapper,
-    CursorDebugWrapper: ReleasingCursorDebugWrapper,
-}
-
-
-def _releasing_class(cls: type) -> type:
-    """``cls`` (a vendor's cursor wrapper class) with the release on close()."""
-    if issubclass(cls, _ReleasingCursor):
+def _watching_class(watcher: type, cls: type) -> type:
+    """``cls`` (a vendor's cursor wrapper class) with ``watcher``'s execute() (and close())."""
+    if issubclass(cls, watcher):
         return cls
-    releasing = _releasing_classes.get(cls)
-    if releasing is None:
-        releasing = _releasing_classes.setdefault(cls, type(f"Releasing{cls.__name__}", (_ReleasingCursor, cls), {}))
-    return releasing
+    watching = _watching_classes.get((watcher, cls))
+    if watching is None:
+        name = f"{watcher.__name__.lstrip('_').replace('Cursor', '')}{cls.__name__}"
+        watching = _watching_classes.setdefault((watcher, cls), type(name, (watcher, cls), {}))
+    return watching

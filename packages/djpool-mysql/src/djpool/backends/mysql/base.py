@@ -35,8 +35,8 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     def djpool_in_transaction(dbapi_connection: Any) -> bool:
         # mysqlclient reads the server's autocommit status flag locally. Django
         # opens transactions by turning autocommit off, so with autocommit on
-        # nothing is left to roll back (a raw "BEGIN" is the exception; see
-        # the README).
+        # nothing is left to roll back, but for a raw "BEGIN": the driver does
+        # not report that one, so the core watches the statement text for it.
         return not dbapi_connection.get_autocommit()
 
     def djpool_full_reset(self, dbapi_connection: Any, conn_params: dict[str, Any]) -> None:

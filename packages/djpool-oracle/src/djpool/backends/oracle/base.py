@@ -79,6 +79,9 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     # syntax the database accepts and stores the answer on the wrapper. A
     # wrapper that gets an already initialised connection needs them too.
     djpool_wrapper_state = ("operators", "pattern_ops")
+    # With Django's autocommit on, the driver commits after every statement:
+    # no raw transaction outlives one (and BEGIN starts a PL/SQL block).
+    djpool_watch_transaction_statements = False
 
     if django.VERSION < (5, 0):
 

@@ -28,6 +28,8 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
 
     # Django's get_new_connection() sets it on the wrapper for each connection.
     djpool_wrapper_state = ("isolation_level",)
+    # libpq reports a transaction opened with raw SQL (djpool_transaction_open).
+    djpool_watch_transaction_statements = False
 
     def djpool_sqlalchemy_dialect(self) -> Any:
         if base.is_psycopg3:
