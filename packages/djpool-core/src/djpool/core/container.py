@@ -75,6 +75,7 @@ class ConnectionPool:
                 if options.reset_on_return == "full"
                 else None
             ),
+            rollback=wrapper.djpool_rollback,
         )
         self.checkouts = 0
         self.connects = 0

@@ -43,6 +43,9 @@ class PoolDialect:
       rollback is needed (when in doubt, True).
     :param full_reset: ``(dbapi_connection) -> None`` that clears session
       state, or None when ``RESET_ON_RETURN`` is ``"rollback"``.
+    :param rollback: ``(dbapi_connection) -> None`` that rolls back the
+      server's transaction, where the driver's ``rollback()`` may not (None:
+      the SQLAlchemy dialect's).
     """
 
     is_async = False
@@ -53,11 +56,13 @@ class PoolDialect:
         dialect: Any,
         in_transaction: Callable[[Any], bool],
         full_reset: Callable[[Any], None] | None = None,
+        rollback: Callable[[Any], None] | None = None,
     ) -> None:
         self.dialect = dialect
         self.loaded_dbapi = dialect.loaded_dbapi
         self._in_transaction = in_transaction
         self._full_reset = full_reset
+        self._rollback = rollback or dialect.do_rollback
         self.abandoned = False
 
     def reset(self, dbapi_connection: Any, info: dict[str, Any] | None, rollback: bool = False) -> None:
@@ -70,7 +75,7 @@ class PoolDialect:
         if self.abandoned:
             return
         if rollback or self._in_transaction(dbapi_connection):
-            self.dialect.do_rollback(dbapi_connection)
+            self._rollback(dbapi_connection)
         if self._full_reset is not None:
             self._full_reset(dbapi_connection)
             if info is not None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import re
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -143,6 +143,11 @@ class PooledDatabaseWrapperMixin:
     def djpool_in_transaction(dbapi_connection: Any) -> bool:
         """True when the connection may have a transaction to roll back."""
         return True
+
+    #: ``(dbapi_connection) -> None`` rolling back the server's transaction on
+    #: return to the pool, where the driver's ``rollback()`` may not; None for
+    #: the SQLAlchemy dialect's.
+    djpool_rollback: Callable[[Any], None] | None = None
 
     #: Whether the statement text is watched for a raw ``BEGIN`` … ``COMMIT``:
     #: needed where the driver cannot report a transaction opened with SQL

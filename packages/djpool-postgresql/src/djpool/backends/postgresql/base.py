@@ -63,6 +63,16 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
         return bool(dbapi_connection.get_transaction_status() != _TRANSACTION_IDLE)
 
     @staticmethod
+    def djpool_rollback(dbapi_connection: Any) -> None:
+        # psycopg2 rolls back only a transaction it began itself: with
+        # autocommit on, after a raw BEGIN, its rollback() sends nothing.
+        if not base.is_psycopg3 and dbapi_connection.autocommit:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("ROLLBACK")
+        else:
+            dbapi_connection.rollback()
+
+    @staticmethod
     def djpool_transaction_open(dbapi_connection: Any) -> bool:
         # libpq knows: a raw BEGIN is seen whatever its text (e.g. after a comment).
         return PostgreSQLPoolMixin.djpool_in_transaction(dbapi_connection)
