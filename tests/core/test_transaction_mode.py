@@ -237,7 +237,7 @@ def test_raw_transaction_the_statement_text_hides_is_seen_by_libpq(make_alias):
     assert stats(alias)["checked_out"] == 0
 
 
-def test_savepoint_rollback_in_a_raw_transaction_does_not_end_it(make_alias, server):
+def test_savepoint_rollback_in_a_raw_transaction_does_not_end_it(make_alias):
     alias = make_alias(TRANSACTION_MODE)
     conn = connections[alias]
     with conn.cursor() as cursor:
