@@ -51,11 +51,13 @@ def test_64_threads_over_a_pool_of_5_plus_5(make_alias, server):
     assert figures["waits"] > 0, "the pool was never contended: the test proves nothing"
 
 
-def test_a_thread_that_ends_holding_a_connection_gives_it_back(make_alias, server):
+@pytest.mark.parametrize("opened_by", ["set_autocommit", "raw SQL"])
+def test_a_thread_that_ends_holding_a_connection_gives_it_back(make_alias, server, opened_by):
     """Threads that never call close_old_connections() must not leak pool slots.
 
     The wrapper of an ended thread is only garbage: once collected, its
-    connection is back in the pool, rolled back, on the same server session.
+    connection is back in the pool, rolled back, on the same server session
+    (also a transaction opened with raw SQL, which MySQL's driver cannot see).
     """
     import gc
     import threading
@@ -70,8 +72,11 @@ def test_a_thread_that_ends_holding_a_connection_gives_it_back(make_alias, serve
 
     def hold_and_end() -> None:
         conn = connections[alias]
-        conn.set_autocommit(False)
+        if opened_by == "set_autocommit":
+            conn.set_autocommit(False)
         with conn.cursor() as cursor:
+            if opened_by == "raw SQL":
+                cursor.execute("START TRANSACTION")
             cursor.execute("INSERT INTO djpool_orphan VALUES (1)")
         held.append(backend_pid(conn))
         # no commit, no close: the thread just ends

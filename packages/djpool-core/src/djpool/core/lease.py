@@ -63,8 +63,9 @@ class Lease:
     def return_orphan(self) -> None:
         """Check in a connection whose wrapper was garbage-collected while holding it.
 
-        Its last request's outcome is unknown: it is rolled back like any
-        other, and marked suspect so that the next checkout pings it first.
+        Its last request's outcome is unknown: it is rolled back whatever
+        the driver reports (a raw transaction on MySQL is invisible to it),
+        and marked suspect so that the next checkout pings it first.
         """
         pool, record = self.give_up()
         if pool is None or record is None or pool.pid != os.getpid():
@@ -77,6 +78,6 @@ class Lease:
             pool.alias,
         )
         try:
-            pool.checkin(record, suspect=True)
+            pool.checkin(record, suspect=True, rollback=True)
         except Exception:  # noqa: BLE001 - a finalizer must not raise
             logger.warning("Returning a garbage-collected connection of database %r failed", pool.alias, exc_info=True)
