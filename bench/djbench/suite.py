@@ -336,6 +336,8 @@ class Bench:
             print(f"-- {vendor}\n" + report.table(["configuration", "threads", "req/s", "p50 ms", "p99 ms", "max ms", "fairness", "server conns"], rows), flush=True)
 
     def workload(self) -> None:
+        from djpool.core import stats
+
         p = self.plan
         print(
             f"== Workload (issue 12): {p.workload_threads} threads, request = query, {p.work * 1000:g} ms of non-DB work, query"
@@ -356,8 +358,6 @@ class Bench:
                     for target in order:
                         run = run_threads(target, Workload(SELECT, p.work), p.workload_threads, p.workload_duration)
                         if target.config.name == "djpool":
-                            from djpool.core import stats
-
                             totals = pool_stats.setdefault(target.key, {"checkouts": 0, "waits": 0, "wait_time_total": 0.0})
                             for name, value in stats(target.alias).items():
                                 if name in totals:

@@ -223,31 +223,25 @@ def test_raw_transaction_left_open_is_rolled_back_when_the_request_ends(make_ali
             assert cursor.fetchone()[0] == 0
 
 
-@pytest.mark.postgresql
-def test_raw_transaction_the_statement_text_hides_is_seen_by_libpq(make_alias):
-    """The driver's own transaction status covers what no statement pattern
-    can: here a BEGIN behind a comment."""
+@pytest.mark.parametrize(
+    "opening, inside, closing",
+    [
+        pytest.param(["BEGIN", "SAVEPOINT s1"], ["ROLLBACK TO SAVEPOINT s1"], "COMMIT", id="rollback-to-savepoint"),
+        # libpq's transaction status covers what no statement pattern can.
+        pytest.param(["/* app */ BEGIN"], ["SELECT 1"], "/* app */ COMMIT", marks=pytest.mark.postgresql, id="hidden-begin"),
+        pytest.param(["BEGIN"], ["SELECT 1"], "/* app */ COMMIT", marks=pytest.mark.postgresql, id="hidden-commit"),
+    ],
+)
+def test_raw_transaction_is_held_exactly_until_it_ends(make_alias, opening, inside, closing):
     alias = make_alias(TRANSACTION_MODE)
     conn = connections[alias]
+    for statements in (opening, inside):
+        with conn.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+        assert stats(alias)["checked_out"] == 1
     with conn.cursor() as cursor:
-        cursor.execute("/* app: checkout */ BEGIN")
-    assert stats(alias)["checked_out"] == 1
-    with conn.cursor() as cursor:
-        cursor.execute("/* app: checkout */ COMMIT")
-    assert stats(alias)["checked_out"] == 0
-
-
-def test_savepoint_rollback_in_a_raw_transaction_does_not_end_it(make_alias):
-    alias = make_alias(TRANSACTION_MODE)
-    conn = connections[alias]
-    with conn.cursor() as cursor:
-        cursor.execute("BEGIN")
-        cursor.execute("SAVEPOINT s1")
-    with conn.cursor() as cursor:
-        cursor.execute("ROLLBACK TO SAVEPOINT s1")
-    assert stats(alias)["checked_out"] == 1
-    with conn.cursor() as cursor:
-        cursor.execute("COMMIT")
+        cursor.execute(closing)
     assert stats(alias)["checked_out"] == 0
 
 

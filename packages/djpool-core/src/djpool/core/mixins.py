@@ -91,8 +91,10 @@ class PooledDatabaseWrapperMixin:
         # Transaction mode: held between disable_constraint_checking() and
         # enable_constraint_checking() (MySQL's session-level foreign_key_checks).
         self._djpool_pinned = False
-        # Transaction mode: held from a raw BEGIN / START TRANSACTION (outside
-        # Django's transaction API) until the COMMIT or ROLLBACK that ends it.
+        # A raw BEGIN / START TRANSACTION (outside Django's transaction API)
+        # ran and its COMMIT or ROLLBACK has not, where the driver cannot tell
+        # (djpool_watch_transaction_statements): transaction mode holds the
+        # connection meanwhile, and it goes back rolled back.
         self._djpool_raw_transaction = False
         # Django opens "maintenance" connections (to create or drop test
         # databases) under NO_DB_ALIAS; pooling them would keep a session on
@@ -491,11 +493,12 @@ class PooledDatabaseWrapperMixin:
 
     def _djpool_saw_raw_statement(self, kind: str, sql: str) -> None:
         """A raw transaction statement or session-level SET ran outside atomic()."""
-        if kind == "begin":
-            self._djpool_raw_transaction = True
-        elif kind == "end":
-            # Given back when this statement's cursor closes.
-            self._djpool_raw_transaction = False
+        if kind != "set":
+            # Where the driver reports the transaction, it alone says (libpq
+            # also sees a COMMIT the pattern misses). An ended one is given
+            # back when this statement's cursor closes.
+            if self.djpool_watch_transaction_statements:
+                self._djpool_raw_transaction = kind == "begin"
         elif self._djpool_transaction_mode and not (
             self._djpool_pinned or self._djpool_raw_transaction or sql in _warned_statements
         ):
@@ -563,12 +566,12 @@ class ReleasedConnection:
         return "<ReleasedConnection: given back to the pool>"
 
 
-# What transaction mode looks for in SQL run outside Django's transactions:
-# a raw transaction's start (not a PL/SQL block or MariaDB's BEGIN NOT ATOMIC,
+# What djpool looks for in SQL run outside Django's transactions: a raw
+# transaction's start (not a PL/SQL block or MariaDB's BEGIN NOT ATOMIC,
 # which also open with BEGIN) and end (ROLLBACK TO a savepoint, and COMMIT or
-# ROLLBACK AND CHAIN, which opens the next one, end nothing), and a
-# session-level SET (SET LOCAL, SET TRANSACTION and SET CONSTRAINTS last one
-# transaction).
+# ROLLBACK AND CHAIN, which opens the next one, end nothing), and, for
+# transaction mode's warning, a session-level SET (SET LOCAL, SET TRANSACTION
+# and SET CONSTRAINTS last one transaction).
 _RAW_STATEMENT = re.compile(
     r"\s*(?:"
     r"(?P<begin>START\s+TRANSACTION\b|BEGIN(?:\s+(?:WORK|TRANSACTION))?"
