@@ -8,7 +8,9 @@ on exhaustion, and the counters behind :func:`djpool.core.stats`.
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import os
 import random
 import threading
@@ -19,8 +21,9 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from djpool.core import housekeeping
-from djpool.core import leaks, signals
+from djpool.core import leaks, maintenance, signals
+from djpool.core.bounded import NoAnswer, remaining
+from djpool.core.lease import reclaim_from_ended_threads
 from djpool.core.dialect import PoolDialect
 from djpool.core.exceptions import PoolTimeout
 from djpool.core.options import PoolOptions
@@ -76,10 +79,27 @@ class ConnectionPool:
                 else None
             ),
             rollback=wrapper.djpool_rollback,
+            ping_within=wrapper.djpool_ping_within,
+            rollback_within=wrapper.djpool_rollback_within,
         )
+        # The driver option that bounds opening a connection (seconds).
+        self._connect_timeout_option = wrapper.djpool_connect_timeout_option
+        if wrapper.djpool_ping_within is None or wrapper.djpool_rollback_within is None:
+            logger.info(
+                "Database %r: the driver cannot bound the pool's %s, so a silent network failure can hold "
+                "them past VALIDATION_TIMEOUT; set the driver's socket timeouts (see the docs, "
+                "'When the network fails silently')",
+                alias,
+                "pre-ping and reset on return"
+                if wrapper.djpool_ping_within is None and wrapper.djpool_rollback_within is None
+                else ("pre-ping" if wrapper.djpool_ping_within is None else "reset on return"),
+            )
         self.checkouts = 0
         self.connects = 0
         self.timeouts = 0
+        # Pre-pings and resets on return that got no answer within VALIDATION_TIMEOUT.
+        self.validation_timeouts = 0
+        self._no_answer_at = -math.inf
         self.invalidations = 0
         # When a request last gave a connection back after a database error.
         self._last_error = SUSPECT
@@ -89,6 +109,12 @@ class ConnectionPool:
         self.idle_closed = 0
         self.recycled = 0
         self.warmup_connects = 0
+        self.reclaimed = 0
+        # Connections whose holder went away without giving them back (its
+        # thread ended, its wrapper was collected), with that thread's name:
+        # queued by finalizers, checked in by the maintenance thread or by a
+        # checkout that would otherwise wait.
+        self._orphans: collections.deque[tuple[ConnectionPoolEntry, str | None]] = collections.deque()
         self.pool = FairQueuePool(
             self._create_dbapi_connection,
             pool_size=options.pool_size,
@@ -96,6 +122,7 @@ class ConnectionPool:
             timeout=options.timeout,
             use_lifo=options.use_lifo,
             on_wait=self._record_wait,
+            reclaim=self._reclaim,
             recycle=-1 if options.recycle is None else options.recycle,
             echo=options.echo,
             logging_name=alias,
@@ -109,7 +136,7 @@ class ConnectionPool:
         # LEAK_DETECTION: None unless on; see djpool.core.leaks.
         self.leaks = leaks.LeakDetector(self, options.leak_detection) if options.leak_detection else None
         if options.needs_housekeeping:
-            housekeeping.register(self)
+            maintenance.housekeep(self)
 
     def __repr__(self) -> str:
         return f"<ConnectionPool alias={self.alias!r} {self.pool.status()}>"
@@ -122,10 +149,17 @@ class ConnectionPool:
     # Lease already covers its garbage-collection safety net.
 
     def checkout(self, wrapper: PooledDatabaseWrapperMixin) -> ConnectionPoolEntry:
-        """Take a connection for ``wrapper``; open one through it if needed."""
+        """Take a connection for ``wrapper``; open one through it if needed.
+
+        One deadline, ``TIMEOUT`` from now, bounds the whole checkout: the
+        wait for a connection, its pre-ping (and the sweep for dead ones)
+        and opening a new one.
+        """
+        deadline = time.monotonic() + self.options.timeout
         _creating.wrapper = wrapper
+        _creating.deadline = deadline
         try:
-            record = self._take()
+            record = self._take(deadline=deadline)
             last_used = record.info.get(LAST_USED)
             # A connection whose last request saw a database error is checked
             # even with PRE_PING off: the driver may not know the server closed
@@ -138,7 +172,7 @@ class ConnectionPool:
                     and (time.monotonic() - last_used >= self.options.pre_ping_idle or last_used <= self._last_error)
                 )
             ):
-                record = self._replace_if_dead(record)
+                record = self._replace_if_dead(record, deadline)
         except sa_exc.TimeoutError:
             self.timeouts += 1
             if signals.checkout_timed_out.receivers:
@@ -146,16 +180,17 @@ class ConnectionPool:
             raise PoolTimeout(self._timeout_message()) from None
         finally:
             _creating.wrapper = None
+            _creating.deadline = None
         self.checkouts += 1
         if self.leaks is not None or signals.connection_checked_out.receivers or signals.connection_checked_in.receivers:
             leaks.on_checkout(self, record)
         return record
 
-    def _take(self, longest_idle: bool = False) -> ConnectionPoolEntry:
+    def _take(self, longest_idle: bool = False, deadline: float | None = None) -> ConnectionPoolEntry:
         """A record from the pool whose connection is open (reopened if it was
-        invalidated or is past RECYCLE)."""
+        invalidated or is past RECYCLE), waiting at most until ``deadline``."""
         pool = self.pool
-        record = pool._do_get(longest_idle)
+        record = pool._do_get(longest_idle, None if deadline is None else remaining(deadline))
         try:
             dbapi_connection = record.get_connection()  # type: ignore[attr-defined]
         except BaseException as error:
@@ -204,7 +239,19 @@ class ConnectionPool:
         if self._echo_debug and self.pool.logger.isEnabledFor(logging.DEBUG):
             self.pool.logger.debug("Connection %r being returned to pool", dbapi_connection)
         try:
-            self.dialect.reset(dbapi_connection, record.info, rollback)
+            self.dialect.reset(dbapi_connection, record.info, rollback, self.options.health_check_timeout)
+        except NoAnswer as error:
+            # Closed without a round trip: request_finished must not wait
+            # for a server that does not answer.
+            self.validation_timeouts += 1
+            self._last_error = self._no_answer_at = time.monotonic()
+            logger.warning(
+                "Database %r did not answer the reset of a returned connection within %g s "
+                "(VALIDATION_TIMEOUT); closing that connection",
+                self.alias,
+                self.options.health_check_timeout,
+            )
+            record.invalidate(error)
         except BaseException as error:
             # Most often the server closed it during the request; a
             # connection that cannot be rolled back is never handed out again.
@@ -213,22 +260,92 @@ class ConnectionPool:
             if not isinstance(error, Exception):
                 raise
 
-    def _replace_if_dead(self, record: ConnectionPoolEntry) -> ConnectionPoolEntry:
+    # ##### Connections whose holder went away #####
+
+    def return_orphan(self, record: ConnectionPoolEntry, thread_name: str | None) -> None:
+        """Queue a connection whose holder went away without giving it back.
+
+        Called from finalizers (djpool.core.lease), which may run inside this
+        pool's lock or a thread's teardown: the check-in, a round trip, is
+        left to the maintenance thread or to the next checkout that would wait.
+        """
+        self._orphans.append((record, thread_name))
+        maintenance.return_soon(self)
+
+    def take_back_orphans(self) -> int:
+        """Check in the queued orphans, rolled back whatever the driver reports; return how many."""
+        taken = 0
+        while True:
+            try:
+                record, thread_name = self._orphans.popleft()
+            except IndexError:
+                return taken
+            checkout = record.record_info.get(leaks.CHECKOUT) if record.record_info is not None else None
+            stack = checkout.stack if checkout is not None else None
+            # Its last request's outcome is unknown: a raw transaction on
+            # MySQL is invisible to the driver, so roll back whatever it says.
+            self.checkin(record, rollback=True)
+            self.reclaimed += 1
+            taken += 1
+            leaks.logger.warning(
+                "A connection of database %r was given back to the pool because thread %r ended (or "
+                "dropped its connection) without closing it: call django.db.close_old_connections() "
+                "when a thread's database work is done.%s",
+                self.alias,
+                thread_name or "?",
+                " It was checked out at (most recent call last):\n" + "".join(stack.format())
+                if stack is not None
+                else " LEAK_DETECTION in POOL_OPTIONS shows where it was checked out.",
+            )
+
+    def _reclaim(self) -> int:
+        """Before a checkout waits: take back what ended threads still hold."""
+        reclaim_from_ended_threads()
+        return self.take_back_orphans() if self._orphans else 0
+
+    def _replace_if_dead(self, record: ConnectionPoolEntry, deadline: float) -> ConnectionPoolEntry:
         # One dead connection suggests the server restarted: the sweep goes on
         # through the longest-idle ones (which USE_LIFO would otherwise leave
         # dead in the pool, counted by MIN_IDLE), each closed in its own slot,
         # until a live or new connection turns up. Bounded, so a database
-        # that accepts connections but fails pings cannot loop us.
+        # that accepts connections but fails pings cannot loop us. A ping
+        # that gets no answer ends the sweep: a partition is not a restart,
+        # and pinging the other connections would only wait again.
         for _ in range(self.options.pool_size + 1):
-            if self.dialect.ping(record.dbapi_connection):
+            left = remaining(deadline)
+            if left <= 0:
+                self.pool._do_return_conn(record)  # unchecked, as it was
+                raise PoolTimeout(self._no_answer_message(self.options.timeout, "TIMEOUT"))
+            timeout = min(self.options.health_check_timeout, left)
+            try:
+                alive = self.dialect.ping(record.dbapi_connection, timeout)
+            except NoAnswer as error:
+                self.validation_timeouts += 1
+                # Every connection idle since before now is pinged at its next checkout.
+                self._last_error = self._no_answer_at = time.monotonic()
+                record.invalidate(error)
+                self.pool._do_return_conn(record)
+                if timeout < self.options.health_check_timeout:
+                    raise PoolTimeout(self._no_answer_message(self.options.timeout, "TIMEOUT")) from None
+                raise PoolTimeout(
+                    self._no_answer_message(self.options.health_check_timeout, "VALIDATION_TIMEOUT")
+                ) from None
+            if alive:
                 return record
             logger.info("Pre-ping found a dead connection in pool %r; replacing it", self.alias)
             record.invalidate()
             self.pool._do_return_conn(record)
-            record = self._take(longest_idle=True)
+            record = self._take(longest_idle=True, deadline=deadline)
             if LAST_USED not in record.info:
                 return record
         return record
+
+    def _no_answer_message(self, seconds: float, setting: str) -> str:
+        return (
+            f"djpool: database {self.alias!r} did not answer a health check of a pooled connection "
+            f"within {seconds:g} s ({setting}); the connection was closed. The server or the "
+            f"network path to it is not answering: this request fails now rather than wait for it."
+        )
 
     def _create_dbapi_connection(self, record: Any) -> Any:
         wrapper = getattr(_creating, "wrapper", None)
@@ -236,7 +353,16 @@ class ConnectionPool:
         if warming_up:
             # Opened by the housekeeper, outside any request: use a private wrapper.
             wrapper = self._wrapper_class(self._settings_dict, self.alias)
-        dbapi_connection = wrapper.djpool_open_dbapi_connection(self._conn_params)
+        conn_params = self._conn_params
+        deadline = getattr(_creating, "deadline", None)
+        if deadline is not None and self._connect_timeout_option is not None:
+            conn_params = self._bounded_connect_params(deadline)
+        try:
+            dbapi_connection = wrapper.djpool_open_dbapi_connection(conn_params)
+        except Exception as error:
+            if hasattr(error, "add_note"):
+                error.add_note(f"djpool: while opening a new connection for database {self.alias!r}")
+            raise
         if self.options.recycle is not None:
             # SQLAlchemy set starttime just before calling us; backdating it
             # makes this connection's recycle age come up to 10% early.
@@ -250,6 +376,28 @@ class ConnectionPool:
             signals.send(signals.connection_opened, self, dbapi_connection=dbapi_connection)
         logger.debug("Opened a new connection for pool %r (%d opened so far)", self.alias, self.connects)
         return dbapi_connection
+
+    def _bounded_connect_params(self, deadline: float) -> dict[str, Any]:
+        """The connection parameters with the driver's connect timeout cut to what is left of TIMEOUT.
+
+        Whole seconds, at least 2 (libpq's minimum); a smaller value the
+        user set in OPTIONS is kept.
+        """
+        option = self._connect_timeout_option
+        assert option is not None
+        left = remaining(deadline)
+        if left < 1 and time.monotonic() - self._no_answer_at < self.options.timeout:
+            # The drivers wait at least 2 s to connect; with the server not
+            # answering moments ago, that would only overrun TIMEOUT.
+            raise PoolTimeout(self._no_answer_message(self.options.timeout, "TIMEOUT"))
+        left = max(2, math.ceil(left))
+        given = self._conn_params.get(option)
+        try:
+            if given is not None and 0 < float(given) <= left:
+                return self._conn_params
+        except (TypeError, ValueError):
+            return self._conn_params  # Django or the driver reports it
+        return {**self._conn_params, option: left}
 
     # ##### Bookkeeping #####
 
@@ -286,6 +434,7 @@ class ConnectionPool:
             "checkouts": self.checkouts,
             "connects": self.connects,
             "timeouts": self.timeouts,
+            "validation_timeouts": self.validation_timeouts,
             "invalidations": self.invalidations,
             "waits": self.waits,
             "wait_time_total": self.wait_time_total,
@@ -293,6 +442,7 @@ class ConnectionPool:
             "idle_closed": self.idle_closed,
             "recycled": self.recycled,
             "warmup_connects": self.warmup_connects,
+            "reclaimed": self.reclaimed,
         }
 
     def dispose(self) -> int:
@@ -301,7 +451,7 @@ class ConnectionPool:
 
     def close(self) -> None:
         """Close idle connections now and the checked-out ones when they come back."""
-        housekeeping.unregister(self)
+        maintenance.stop_housekeeping(self)
         self.pool.close()
 
     def housekeep(self) -> None:

@@ -10,6 +10,9 @@ adds what the predecessor lacked:
   transaction, so an idle connection costs no extra round trip;
 * ``RESET_ON_RETURN = "full"`` also wipes the session (``DISCARD ALL`` and
   the like), and marks the connection so Django initialises it again;
+* the pre-ping and the reset run within a time limit where the vendor can
+  bound them (:mod:`djpool.core.bounded`), so a silent network cannot hang
+  a checkout or a request's end;
 * in a forked child, connections of the parent are never touched.
 """
 
@@ -46,6 +49,11 @@ class PoolDialect:
     :param rollback: ``(dbapi_connection) -> None`` that rolls back the
       server's transaction, where the driver's ``rollback()`` may not (None:
       the SQLAlchemy dialect's).
+    :param ping_within: ``(dbapi_connection, timeout) -> None``, a round trip
+      that raises :class:`~djpool.core.bounded.NoAnswer` after ``timeout``
+      seconds and the driver's error if the connection is dead; None where
+      the driver cannot bound it (the dialect's ping runs unbounded).
+    :param rollback_within: the same for the rollback on return.
     """
 
     is_async = False
@@ -57,26 +65,43 @@ class PoolDialect:
         in_transaction: Callable[[Any], bool],
         full_reset: Callable[[Any], None] | None = None,
         rollback: Callable[[Any], None] | None = None,
+        ping_within: Callable[[Any, float], None] | None = None,
+        rollback_within: Callable[[Any, float], None] | None = None,
     ) -> None:
         self.dialect = dialect
         self.loaded_dbapi = dialect.loaded_dbapi
         self._in_transaction = in_transaction
         self._full_reset = full_reset
         self._rollback = rollback or dialect.do_rollback
+        self._ping_within = ping_within
+        self._rollback_within = rollback_within
         self.abandoned = False
 
-    def reset(self, dbapi_connection: Any, info: dict[str, Any] | None, rollback: bool = False) -> None:
+    def reset(
+        self, dbapi_connection: Any, info: dict[str, Any] | None, rollback: bool = False, timeout: float | None = None
+    ) -> None:
         """Make a returned connection safe for its next holder.
 
         ``info`` is the pool entry's info dict: a full reset removes the
         mark that Django's per-connection setup has run on it. ``rollback``
-        rolls back whatever the driver reports.
+        rolls back whatever the driver reports. With ``timeout``, each round
+        trip gives up after that many seconds (:class:`NoAnswer`) where the
+        vendor can bound it.
         """
         if self.abandoned:
             return
+        answered = False
         if rollback or self._in_transaction(dbapi_connection):
-            self._rollback(dbapi_connection)
+            if timeout is not None and self._rollback_within is not None:
+                self._rollback_within(dbapi_connection, timeout)
+                answered = True
+            else:
+                self._rollback(dbapi_connection)
         if self._full_reset is not None:
+            # Its round trips are the vendor's own: a bounded one first
+            # makes sure the server is there to answer them.
+            if timeout is not None and self._ping_within is not None and not answered:
+                self._ping_within(dbapi_connection, timeout)
             self._full_reset(dbapi_connection)
             if info is not None:
                 info.pop(INITIALIZED_STATE, None)
@@ -102,13 +127,18 @@ class PoolDialect:
     def is_disconnect(self, error: BaseException, connection: Any, cursor: Any) -> bool:
         return bool(self.dialect.is_disconnect(error, connection, cursor))
 
-    def ping(self, dbapi_connection: Any) -> bool:
+    def ping(self, dbapi_connection: Any, timeout: float | None = None) -> bool:
         """True if the connection answers; False if the driver says it is gone.
 
         Any other error is treated as a dead connection too: a connection the
-        pool cannot vouch for must not be handed to Django.
+        pool cannot vouch for must not be handed to Django. With ``timeout``,
+        no answer within that many seconds raises :class:`NoAnswer` (where
+        the vendor can bound the ping).
         """
         try:
+            if timeout is not None and self._ping_within is not None:
+                self._ping_within(dbapi_connection, timeout)
+                return True
             return self.do_ping(dbapi_connection)
         except self.loaded_dbapi.Error as error:
             if not self.is_disconnect(error, dbapi_connection, None):

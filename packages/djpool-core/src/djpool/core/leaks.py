@@ -14,9 +14,9 @@ With ``LEAK_DETECTION`` off (the default) and no receiver on the checkout
 signals, :class:`~djpool.core.container.ConnectionPool` never calls into
 this module: no stack is captured, no thread runs, no time is read.
 
-One daemon thread per process ("djpool-leak-detector") checks the pools
-that have leak detection on, every quarter of the smallest threshold (at
-most every second), so a leak is reported between ``LEAK_DETECTION`` and
+The process's maintenance thread (:mod:`djpool.core.maintenance`) checks the
+pools that have leak detection on, every quarter of the smallest threshold
+(at most every second), so a leak is reported between ``LEAK_DETECTION`` and
 ``1.25 × LEAK_DETECTION`` seconds (or one second more) after its checkout.
 """
 
@@ -31,7 +31,7 @@ import traceback
 import weakref
 from typing import TYPE_CHECKING
 
-from djpool.core import signals
+from djpool.core import maintenance, signals
 
 if TYPE_CHECKING:
     from sqlalchemy.pool import ConnectionPoolEntry
@@ -121,7 +121,7 @@ class LeakDetector:
         self._pool = weakref.ref(pool)
         self._lock = threading.Lock()
         self._outstanding: set[_Checkout] = set()
-        _watcher.add(self)
+        maintenance.watch_leaks(self)
 
     def watch(self, checkout: _Checkout) -> None:
         with self._lock:
@@ -166,59 +166,3 @@ class LeakDetector:
                 thread_name=checkout.thread_name,
                 stack=checkout.stack,
             )
-
-
-class _Watcher:
-    """The process's one leak-detector thread, started with the first detector."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._detectors: weakref.WeakSet[LeakDetector] = weakref.WeakSet()
-        self._thread: threading.Thread | None = None
-        self._wakeup = threading.Event()
-
-    def add(self, detector: LeakDetector) -> None:
-        with self._lock:
-            self._detectors.add(detector)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="djpool-leak-detector", daemon=True)
-                self._thread.start()
-            else:
-                self._wakeup.set()  # a smaller threshold may need a shorter interval
-
-    def _interval(self, detectors: list[LeakDetector]) -> float:
-        return min([1.0, *(detector.threshold / 4 for detector in detectors)])
-
-    def _run(self) -> None:
-        while True:
-            detectors = list(self._detectors)
-            if not detectors:
-                # Every pool with leak detection is gone; add() starts a new thread.
-                with self._lock:
-                    if not self._detectors:
-                        self._thread = None
-                        return
-                continue
-            self._wakeup.wait(self._interval(detectors))
-            self._wakeup.clear()
-            now = time.monotonic()
-            for detector in detectors:
-                try:
-                    detector.scan(now)
-                except Exception:
-                    logger.exception("The leak detector failed on database %r", detector.alias)
-            del detectors
-
-    def reset_after_fork(self) -> None:
-        # The thread does not exist in the child, and the lock may have been
-        # held by it at the fork; the parent's pools are retired there.
-        self._lock = threading.Lock()
-        self._detectors = weakref.WeakSet()
-        self._thread = None
-        self._wakeup = threading.Event()
-
-
-_watcher = _Watcher()
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_watcher.reset_after_fork)

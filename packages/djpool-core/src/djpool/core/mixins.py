@@ -168,6 +168,20 @@ class PooledDatabaseWrapperMixin:
         """
         return False
 
+    #: ``(dbapi_connection, timeout) -> None``: a round trip proving the
+    #: connection alive that gives up after ``timeout`` seconds, raising
+    #: :class:`djpool.core.bounded.NoAnswer` (the driver's error if it is
+    #: dead). None where the driver cannot bound it: the pre-ping then runs
+    #: unbounded, and the pool logs so when it is created.
+    djpool_ping_within: Callable[[Any, float], None] | None = None
+
+    #: The same for the rollback of a returned connection.
+    djpool_rollback_within: Callable[[Any, float], None] | None = None
+
+    #: The driver's connect option (whole seconds) that bounds opening a
+    #: connection; a checkout lowers it to what is left of its TIMEOUT.
+    djpool_connect_timeout_option: str | None = None
+
     def djpool_full_reset(self, dbapi_connection: Any, conn_params: dict[str, Any]) -> None:
         """Clear all session state (RESET_ON_RETURN = "full")."""
         raise ImproperlyConfigured(
@@ -355,17 +369,7 @@ class PooledDatabaseWrapperMixin:
         self.connection = None
         if record is None or pool is None:
             return
-        # An iterator() left half-read by an error is finalized whenever its
-        # traceback is collected, in any thread: its cursor must not send
-        # CLOSE then on a connection another request holds (that aborts the
-        # other request's transaction), nor stay open in this session.
-        if self._djpool_chunked_cursors:
-            for cursor in list(self._djpool_chunked_cursors):
-                try:
-                    cursor.close()
-                except Exception:  # noqa: BLE001 - the connection goes back anyway
-                    pass
-            self._djpool_chunked_cursors.clear()
+        self._djpool_close_chunked_cursors()
         with self.wrap_database_errors:  # type: ignore[attr-defined]
             pool.checkin(
                 record,
@@ -405,6 +409,35 @@ class PooledDatabaseWrapperMixin:
             super().close_if_unusable_or_obsolete()  # type: ignore[misc]
         finally:
             self._djpool_errors_checking = False
+
+    def djpool_connection_reclaimed(self) -> None:
+        """The thread of this wrapper ended holding a connection, which goes back to the pool.
+
+        Called by :mod:`djpool.core.lease` during the thread's teardown, just
+        before the connection is queued for its return. The wrapper is
+        unreachable for Django by then, but a half-read ``iterator()``'s
+        generator may still be collected later in another thread: its
+        cursor is closed now, on the connection nobody else holds yet, and
+        the wrapper keeps only a stand-in, never the connection.
+        """
+        self._djpool_close_chunked_cursors()
+        self._djpool_open_cursors = 0
+        self._djpool_parked_in = None
+        self._djpool_raw_transaction = False
+        self.connection = ReleasedConnection.for_database(self.Database)  # type: ignore[attr-defined]
+
+    def _djpool_close_chunked_cursors(self) -> None:
+        # An iterator() left half-read by an error is finalized whenever its
+        # traceback is collected, in any thread: its cursor must not send
+        # CLOSE then on a connection another request holds (that aborts the
+        # other request's transaction), nor stay open in this session.
+        if self._djpool_chunked_cursors:
+            for cursor in list(self._djpool_chunked_cursors):
+                try:
+                    cursor.close()
+                except Exception:  # noqa: BLE001 - the connection goes back anyway
+                    pass
+            self._djpool_chunked_cursors.clear()
 
     def djpool_forget_after_fork(self) -> None:
         """Drop, without any I/O, a connection this wrapper held when the process forked."""

@@ -20,6 +20,8 @@ from django.core.exceptions import ImproperlyConfigured
 __all__ = ["PoolOptions", "setup", "parse_pool_options", "POOL_MODES", "RESET_MODES"]
 
 POOL_MODES = ("session", "transaction")
+# VALIDATION_TIMEOUT when not set: the smaller of this and TIMEOUT.
+DEFAULT_VALIDATION_TIMEOUT = 5.0
 RESET_MODES = ("rollback", "full")
 
 
@@ -43,6 +45,18 @@ class PoolOptions:
     leak_detection: float | None = None
     min_idle: int = 0
     idle_timeout: float | None = None
+    validation_timeout: float | None = None
+
+    @property
+    def health_check_timeout(self) -> float:
+        """Seconds a pre-ping or a reset on return may wait for the server.
+
+        ``VALIDATION_TIMEOUT``, by default the smaller of ``TIMEOUT`` and 5 s
+        (a checkout's pings never exceed what is left of its ``TIMEOUT``).
+        """
+        if self.validation_timeout is not None:
+            return self.validation_timeout
+        return min(self.timeout, DEFAULT_VALIDATION_TIMEOUT)
 
     @property
     def needs_housekeeping(self) -> bool:
@@ -94,6 +108,13 @@ def _optional_positive_number(value: Any) -> tuple[bool, Any, str]:
     return _is_number(value) and value > 0, float(value) if _is_number(value) else value, allowed
 
 
+def _validation_timeout(value: Any) -> tuple[bool, Any, str]:
+    allowed = "a number of seconds greater than 0, or None for the smaller of TIMEOUT and 5"
+    if value is None:
+        return True, None, allowed
+    return _is_number(value) and value > 0, float(value) if _is_number(value) else value, allowed
+
+
 def _leak_detection(value: Any) -> tuple[bool, Any, str]:
     allowed = "a number of seconds greater than 0, or None (or 0) for off"
     if value is None or (_is_number(value) and value == 0):
@@ -132,6 +153,7 @@ _VALIDATORS: dict[str, Callable[[Any], tuple[bool, Any, str]]] = {
     "LEAK_DETECTION": _leak_detection,
     "MIN_IDLE": _int_at_least(0, "an integer of 0 or more, at most POOL_SIZE"),
     "IDLE_TIMEOUT": _optional_positive_number,
+    "VALIDATION_TIMEOUT": _validation_timeout,
 }
 
 _defaults = PoolOptions()

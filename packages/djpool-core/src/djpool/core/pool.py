@@ -64,6 +64,9 @@ class FairQueuePool(Pool):
       (lets the rest stay idle long enough to be recycled), defaults to False.
     :param on_wait: called with the seconds a checkout waited, only for
       checkouts that had to wait.
+    :param reclaim: called, outside the lock, by a checkout that finds no
+      idle connection and no free slot, before it waits: it may give back
+      connections whose holders went away (returns how many it did).
 
     Other keyword arguments go to :class:`sqlalchemy.pool.Pool`.
     """
@@ -76,6 +79,7 @@ class FairQueuePool(Pool):
         timeout: float = 30.0,
         use_lifo: bool = False,
         on_wait: Callable[[float], None] | None = None,
+        reclaim: Callable[[], int] | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(creator, **kw)
@@ -84,9 +88,12 @@ class FairQueuePool(Pool):
         self._timeout = timeout
         self._use_lifo = use_lifo
         self._on_wait = on_wait
-        # Reentrant, as SQLAlchemy's own pool queue is: the garbage collector
-        # can run inside a locked section and return a collected wrapper's
-        # connection (djpool.core.lease) on the same thread.
+        self._reclaim = reclaim
+        # Reentrant, as SQLAlchemy's own pool queue is: a signal handler (or
+        # other code run between two bytecodes) may give a connection back
+        # on the thread that holds the lock. Every locked section that adds a
+        # waiter ends by serving waiters, so such a return never leaves a
+        # connection idle beside a waiter.
         self._lock = threading.RLock()
         # Idle records with the time.monotonic() they were returned at; the
         # left end holds the longest idle.
@@ -101,25 +108,37 @@ class FairQueuePool(Pool):
 
     # ##### SQLAlchemy Pool API #####
 
-    def _do_get(self, longest_idle: bool = False) -> ConnectionPoolEntry:
+    def _do_get(self, longest_idle: bool = False, timeout: float | None = None) -> ConnectionPoolEntry:
         """Take an idle record, a free slot, or wait in line for one.
 
         ``longest_idle`` takes the record idle the longest whatever
         ``use_lifo`` says (used to sweep idle connections for dead ones).
+        ``timeout`` is how long to wait (default: the pool's).
         """
-        waiter = None
-        with self._lock:
-            if self._idle and not self._waiters:
-                return (self._idle.popleft() if longest_idle or not self._use_lifo else self._idle.pop())[0]
-            if self._has_capacity():
-                self._opening += 1
-            else:
-                waiter = _Waiter()
-                self._waiters.append(waiter)
+        reclaim = self._reclaim
+        while True:
+            waiter = None
+            with self._lock:
+                if self._idle and not self._waiters:
+                    return (self._idle.popleft() if longest_idle or not self._use_lifo else self._idle.pop())[0]
+                if self._has_capacity():
+                    self._opening += 1
+                    break
+                if reclaim is None:
+                    waiter = _Waiter()
+                    self._waiters.append(waiter)
+                    # A return that ran inside this section (reentrant lock)
+                    # after the idle test above found no waiter to serve.
+                    self._serve_waiters()
+                    break
+            # About to wait: first take back what holders that went away
+            # still hold, then look again (once).
+            reclaim()
+            reclaim = None
         if waiter is None:
             return self._open_record()
         started = time.monotonic()
-        served = waiter.wait(self._timeout)
+        served = waiter.wait(self._timeout if timeout is None else timeout)
         if not served:
             with self._lock:
                 served = waiter.record is not None
@@ -136,6 +155,14 @@ class FairQueuePool(Pool):
         if waiter.record is _MAY_CREATE:
             return self._open_record()
         return waiter.record  # type: ignore[no-any-return]
+
+    def _serve_waiters(self) -> None:
+        """Hand idle records, then free slots, to waiters in order (call with the lock held)."""
+        while self._waiters and self._idle:
+            waiter = self._waiters.popleft()
+            waiter.record = (self._idle.pop() if self._use_lifo else self._idle.popleft())[0]
+            waiter.wake()
+        self._pass_capacity_on()
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         if self._abandoned:
@@ -183,7 +210,7 @@ class FairQueuePool(Pool):
 
     def _pass_capacity_on(self) -> None:
         """Give a freed slot to the oldest waiter (call with the lock held)."""
-        if self._waiters and self._has_capacity():
+        while self._waiters and self._has_capacity():
             self._opening += 1
             waiter = self._waiters.popleft()
             waiter.record = _MAY_CREATE
@@ -229,6 +256,7 @@ class FairQueuePool(Pool):
             timeout=self._timeout,
             use_lifo=self._use_lifo,
             on_wait=self._on_wait,
+            reclaim=self._reclaim,
             recycle=self._recycle,
             echo=self.echo,
             logging_name=self._orig_logging_name,

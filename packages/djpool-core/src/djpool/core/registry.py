@@ -15,7 +15,6 @@ import threading
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-from djpool.core import housekeeping
 from djpool.core.container import ConnectionPool
 from djpool.core.options import PoolOptions
 
@@ -159,7 +158,6 @@ def _detach_socket(dbapi_connection: Any) -> None:
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
-    housekeeping.reset_after_fork()
     inherited = list(_pools.values())
     _pools.clear()
     for pool in inherited:

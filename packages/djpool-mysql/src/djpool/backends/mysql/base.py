@@ -12,6 +12,7 @@ from django.db.backends.mysql import base
 
 from djpool.backends.mysql.checks import DatabaseValidation
 from djpool.backends.mysql.__about__ import __version__
+from djpool.core.bounded import NoAnswer, wait_readable
 from djpool.core.compat import require_core
 from djpool.core.mixins import PooledDatabaseWrapperMixin
 
@@ -19,8 +20,33 @@ from djpool.core.mixins import PooledDatabaseWrapperMixin
 require_core("djpool-mysql", __version__, minimum="0.1", below="1")
 
 
+def _mysqlclient_run_within(dbapi_connection: Any, query: bytes, timeout: float) -> None:
+    """Run ``query`` (no result set) on a mysqlclient connection, giving up after ``timeout`` seconds.
+
+    ``ping()`` and ``rollback()`` wait for the server without a limit (only
+    the connect-time ``read_timeout`` bounds them, for every query): send the
+    statement, wait on the socket with a deadline, then read the answer.
+    """
+    dbapi_connection.send_query(query)
+    if not wait_readable(dbapi_connection.fileno(), timeout):
+        raise NoAnswer(f"no answer from the server within {timeout:g} s")
+    dbapi_connection.read_query_result()
+
+
+def _mysqlclient_ping_within(dbapi_connection: Any, timeout: float) -> None:
+    _mysqlclient_run_within(dbapi_connection, b"DO 1", timeout)
+
+
+def _mysqlclient_rollback_within(dbapi_connection: Any, timeout: float) -> None:
+    _mysqlclient_run_within(dbapi_connection, b"ROLLBACK", timeout)
+
+
 class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     validation_class = DatabaseValidation  # Django's checks plus djpool.W101
+
+    djpool_ping_within = staticmethod(_mysqlclient_ping_within)
+    djpool_rollback_within = staticmethod(_mysqlclient_rollback_within)
+    djpool_connect_timeout_option = "connect_timeout"
 
     def djpool_sqlalchemy_dialect(self) -> Any:
         from sqlalchemy.dialects.mysql.mysqldb import MySQLDialect_mysqldb

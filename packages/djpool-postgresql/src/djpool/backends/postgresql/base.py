@@ -7,11 +7,13 @@ imported, else psycopg2. Requires psycopg >= 3.1.8 or psycopg2 >= 2.8.4.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.db.backends.postgresql import base
 
 from djpool.backends.postgresql.__about__ import __version__
+from djpool.core.bounded import NoAnswer, remaining, wait_readable, wait_writable
 from djpool.core.compat import require_core
 from djpool.core.mixins import PooledDatabaseWrapperMixin
 
@@ -20,6 +22,48 @@ require_core("djpool-postgresql", __version__, minimum="0.1", below="1")
 
 # psycopg and psycopg2 both report libpq's PQtransactionStatus; 0 is IDLE.
 _TRANSACTION_IDLE = 0
+# libpq's PGRES_FATAL_ERROR.
+_FATAL_ERROR = 7
+
+
+def _psycopg_run_within(dbapi_connection: Any, query: bytes, timeout: float) -> None:
+    """Run ``query`` on a psycopg 3 connection, giving up after ``timeout`` seconds.
+
+    psycopg's own calls wait for the server without a limit; libpq's
+    non-blocking interface (which psycopg keeps its connections in) is
+    driven here with a deadline on the socket instead.
+    """
+    deadline = time.monotonic() + timeout
+    pgconn = dbapi_connection.pgconn
+    pgconn.send_query(query)
+    while pgconn.flush():
+        if not wait_writable(pgconn.socket, remaining(deadline)):
+            raise NoAnswer(f"the server took no data for {timeout:g} s")
+    while True:
+        pgconn.consume_input()
+        if not pgconn.is_busy():
+            break
+        if not wait_readable(pgconn.socket, remaining(deadline)):
+            raise NoAnswer(f"no answer from the server within {timeout:g} s")
+    error = None
+    while (result := pgconn.get_result()) is not None:
+        if result.status == _FATAL_ERROR:
+            error = result.error_message
+    if error is not None:
+        raise base.Database.OperationalError(error.decode("utf-8", "replace").strip())
+
+
+def _psycopg_ping_within(dbapi_connection: Any, timeout: float) -> None:
+    _psycopg_run_within(dbapi_connection, b";", timeout)
+
+
+def _psycopg_rollback_within(dbapi_connection: Any, timeout: float) -> None:
+    _psycopg_run_within(dbapi_connection, b"ROLLBACK", timeout)
+    # What psycopg's own rollback() also does: statements it prepared in
+    # the transaction are gone on the server.
+    prepared = getattr(dbapi_connection, "_prepared", None)
+    if prepared is not None:
+        prepared.clear()
 
 
 class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
@@ -30,6 +74,12 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
     djpool_wrapper_state = ("isolation_level",)
     # libpq reports a transaction opened with raw SQL (djpool_transaction_open).
     djpool_watch_transaction_statements = False
+    # psycopg 3 drives libpq without blocking, so the pool's round trips get
+    # a deadline; psycopg2 blocks inside libpq, where only the socket
+    # settings (keepalives, tcp_user_timeout) bound a silent network.
+    djpool_ping_within = staticmethod(_psycopg_ping_within) if base.is_psycopg3 else None
+    djpool_rollback_within = staticmethod(_psycopg_rollback_within) if base.is_psycopg3 else None
+    djpool_connect_timeout_option = "connect_timeout"
 
     def djpool_sqlalchemy_dialect(self) -> Any:
         if base.is_psycopg3:
