@@ -30,12 +30,12 @@ VERSION = "19.3.0.0.0"
 _connect_signature = inspect.signature(oracledb.connect)
 
 
-def driver_error(number: int) -> oracledb.Error:
-    """The exception python-oracledb raises for DPY-<number>."""
+def driver_error(number: int, **args: Any) -> oracledb.Error:
+    """The exception python-oracledb raises for DPY-<number> (``args`` fill its message)."""
     try:
         from oracledb import errors
 
-        error = errors._create_err(number)  # private API; fallback below
+        error = errors._create_err(number, **args)  # private API; fallback below
         return error.exc_type(error)  # type: ignore[no-any-return]
     except (ImportError, AttributeError, TypeError):
         cls = oracledb.InterfaceError if number == 1001 else oracledb.DatabaseError
@@ -52,6 +52,8 @@ def check_connect_arguments(dsn: str | None = None, **kwargs: Any) -> None:
 _NOT_CONNECT_PARAMS = {"pool", "pool_alias", "conn_class", "params", "handle"}
 NOT_CONNECTED = 1001  # DPY-1001: not connected to database
 CONNECTION_CLOSED = 4011  # DPY-4011: the database or network closed the connection
+CALL_TIMEOUT_EXCEEDED = 4024  # DPY-4024: call timeout of N ms exceeded
+CONNECT_FAILED = 6005  # DPY-6005: cannot connect to database
 
 
 class FakeServer:
@@ -65,9 +67,24 @@ class FakeServer:
         self.peak_sessions = 0
         self._sids = itertools.count(101)
         self._ids: dict[str, itertools.count[int]] = {}
+        # A silent network between the client and this server (freeze()/thaw()).
+        self.frozen = threading.Event()
+        self.thawed = threading.Event()
+        self.thawed.set()
+
+    def freeze(self) -> None:
+        """Stop answering, without closing anything: a partition as the client sees it."""
+        self.thawed.clear()
+        self.frozen.set()
+
+    def thaw(self) -> None:
+        self.frozen.clear()
+        self.thawed.set()
 
     def connect(self, dsn: str | None = None, **kwargs: Any) -> FakeConnection:
         check_connect_arguments(dsn, **kwargs)
+        if self.frozen.is_set() and not self.thawed.wait(float(kwargs.get("tcp_connect_timeout", 20.0))):
+            raise driver_error(CONNECT_FAILED, connection_id="", reason="timed out (stand-in)")
         with self.lock:
             self.connect_calls.append({"dsn": dsn, **kwargs})
             connection = FakeConnection(self, next(self._sids), kwargs.get("user"))
@@ -107,11 +124,26 @@ class FakeConnection:
         self.stats: Counter[str] = Counter()
         self.nls = {"NLS_TERRITORY": "UNITED KINGDOM", "NLS_DATE_FORMAT": "DD-MON-RR"}
         self._transaction = False
+        # Milliseconds each round trip may take; 0: no limit (python-oracledb's default).
+        self.call_timeout = 0
 
     def round_trip(self) -> None:
-        """Fail the way python-oracledb does on a closed or killed connection."""
+        """Fail the way python-oracledb does on a closed or killed connection.
+
+        While the server is frozen (a silent network), a round trip waits as
+        python-oracledb's would: until ``call_timeout`` runs out, which
+        raises DPY-4024 and leaves the connection unusable, or, with no
+        call_timeout, until the network comes back.
+        """
         if self.closed:
             raise driver_error(NOT_CONNECTED)
+        if self.server.frozen.is_set():
+            if self.call_timeout:
+                if self.server.thawed.wait(self.call_timeout / 1000):
+                    return self.round_trip()
+                self.closed = True
+                raise driver_error(CALL_TIMEOUT_EXCEEDED, timeout=self.call_timeout)
+            assert self.server.thawed.wait(120), "a round trip with no call_timeout waited 120 s"
         if self.killed:
             self.closed = True
             raise driver_error(CONNECTION_CLOSED)

@@ -388,3 +388,47 @@ def test_a_connection_closed_underneath_is_replaced(fake):
     assert session_id(conn) != first
     conn.close()
     assert stats(alias)["connects"] == 2
+
+
+# ##### A silent network (issue 20): python-oracledb's call_timeout bounds the pool's round trips #####
+
+
+def test_a_pre_ping_that_gets_no_answer_fails_within_timeout(fake):
+    alias = fake.make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 3, "PRE_PING_IDLE": 0})
+    conn = connections[alias]
+    first = session_id(conn)
+    conn.close()
+    fake.server.freeze()
+    try:
+        started = time.monotonic()
+        with pytest.raises(PoolTimeout, match="did not answer a health check") as raised:
+            session_id(conn)
+        assert time.monotonic() - started <= 3 + 1
+        assert repr(alias) in str(raised.value)
+        conn.close()
+    finally:
+        fake.server.thaw()
+    assert session_id(conn) != first  # the silent one was closed, never handed out again
+    conn.close()
+    figures = stats(alias)
+    assert figures["validation_timeouts"] == 1 and figures["checked_out"] == 0, figures
+
+
+def test_a_request_ending_in_a_transaction_during_a_partition_returns_within_validation_timeout(fake):
+    alias = fake.make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "VALIDATION_TIMEOUT": 1})
+    conn = connections[alias]
+    conn.set_autocommit(False)
+    with conn.cursor() as cursor:
+        cursor.execute("INSERT INTO djpool_item (name) VALUES (%s)", ["x"])
+    first = session_id(conn)
+    fake.server.freeze()
+    try:
+        started = time.monotonic()
+        conn.close()  # what request_finished does
+        assert time.monotonic() - started <= 1 + 1
+        assert stats(alias)["validation_timeouts"] == 1
+    finally:
+        fake.server.thaw()
+    assert first not in fake.session_ids() or fake.server.sessions[first].closed
+    assert session_id(conn) != first
+    conn.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import selectors
 import socket
+import subprocess
 import sys
 
 HOST = "127.0.0.1"
@@ -120,6 +121,40 @@ class Proxy:
             except (KeyError, ValueError):
                 pass
             one.close()
+
+
+class FreezeProxy:
+    """``tests.reliability.freezeproxy`` in a process of its own."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability.freezeproxy", str(upstream_port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+
+    def _command(self, command: str) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        assert self.process.stdout.readline().strip() == "ok"
+
+    def freeze(self) -> None:
+        self._command("freeze")
+
+    def thaw(self) -> None:
+        self._command("thaw")
+
+    def stop(self) -> None:
+        try:
+            self.process.terminate()
+            self.process.wait(10)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
 
 
 if __name__ == "__main__":

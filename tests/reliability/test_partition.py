@@ -10,8 +10,6 @@ and ``request_finished`` blocked in the rollback of a returned connection.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from django.db import OperationalError, connections
 
 from djpool.core import stats
 from tests.reliability.conftest import backend_pid
+from tests.reliability.freezeproxy import FreezeProxy
 from tests.servers import BACKEND
 
 pytestmark = [pytest.mark.server_backed, pytest.mark.slow]
@@ -29,40 +28,6 @@ pytestmark = [pytest.mark.server_backed, pytest.mark.slow]
 TIMEOUT = 5.0
 CONNECT_TIMEOUT = 3
 SLACK = 1.0
-
-
-class FreezeProxy:
-    """``tests.reliability.freezeproxy`` in a process of its own."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.reliability.freezeproxy", str(upstream_port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.port = int(self.process.stdout.readline())
-
-    def _command(self, command: str) -> None:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        assert self.process.stdout.readline().strip() == "ok"
-
-    def freeze(self) -> None:
-        self._command("freeze")
-
-    def thaw(self) -> None:
-        self._command("thaw")
-
-    def stop(self) -> None:
-        try:
-            self.process.terminate()
-            self.process.wait(10)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
 
 
 @pytest.fixture

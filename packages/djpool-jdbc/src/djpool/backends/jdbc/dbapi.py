@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import math
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +35,7 @@ from djpool.backends.jdbc.errors import (
     translate_error,
 )
 from djpool.backends.jdbc.placeholders import PlaceholderError, translate
+from djpool.core.bounded import NoAnswer
 
 __all__ = [
     "apilevel",
@@ -212,6 +215,34 @@ class Connection:
         except self._errors:
             return True
 
+    def ping_within(self, timeout: float) -> None:
+        """``Connection.isValid(seconds)``: raise NoAnswer if the driver waited out the time, an error if invalid."""
+        seconds = max(1, math.ceil(timeout))  # isValid() takes whole seconds; 0 means no limit
+        started = time.monotonic()
+        if self.is_valid(seconds):
+            return
+        if time.monotonic() - started >= 0.9 * seconds:
+            raise NoAnswer(f"Connection.isValid({seconds}) got no answer")
+        raise OperationalError("Connection.isValid() says the connection is no longer valid")
+
+    def rollback_within(self, timeout: float) -> None:
+        """``rollback()`` under ``Connection.setNetworkTimeout()``: no answer in time raises NoAnswer."""
+        started = time.monotonic()
+        with self.translated_errors():
+            if self.jconnection.getAutoCommit():
+                return
+            previous = self.jconnection.getNetworkTimeout()
+            self.jconnection.setNetworkTimeout(_direct_executor(), max(1, math.ceil(timeout * 1000)))
+        try:
+            with self.translated_errors():
+                self.jconnection.rollback()
+        except Error as error:
+            if time.monotonic() - started >= 0.9 * timeout:
+                raise NoAnswer(str(error)) from error
+            raise
+        with self.translated_errors():
+            self.jconnection.setNetworkTimeout(_direct_executor(), previous)
+
     def is_valid(self, timeout: int = 5) -> bool:
         """``Connection.isValid()``: a round trip the driver chooses (or its protocol ping)."""
         try:
@@ -338,3 +369,22 @@ class Cursor:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+@functools.lru_cache(maxsize=None)
+def _direct_executor() -> Any:
+    """A ``java.util.concurrent.Executor`` that runs its task in the calling thread.
+
+    ``setNetworkTimeout()`` requires one (for aborting the connection); the
+    drivers used here only arm a socket timeout with it.
+    """
+    import jpype
+
+    @jpype.JImplements("java.util.concurrent.Executor")
+    class DirectExecutor:
+        @jpype.JOverride
+        def execute(self, task: Any) -> None:
+            task.run()
+
+    return DirectExecutor()
+

@@ -90,6 +90,11 @@ class JDBCPoolMixin(PooledDatabaseWrapperMixin):
     def djpool_sqlalchemy_dialect(self) -> Any:
         return JDBCDialect()
 
+    # Connection.isValid(seconds) for the pre-ping, setNetworkTimeout()
+    # around the rollback of a returned connection.
+    djpool_ping_within = staticmethod(lambda connection, timeout: connection.ping_within(timeout))
+    djpool_rollback_within = staticmethod(lambda connection, timeout: connection.rollback_within(timeout))
+
     @staticmethod
     def djpool_in_transaction(dbapi_connection: Any) -> bool:
         # With JDBC autocommit on, every statement has been committed;

@@ -9,6 +9,7 @@ exactly as with Django's stock backend.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -18,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.utils.functional import cached_property
 
 from djpool.backends.oracle.__about__ import __version__
+from djpool.core.bounded import NoAnswer
 from djpool.core.compat import require_core
 from djpool.core.mixins import PooledDatabaseWrapperMixin
 
@@ -25,6 +27,39 @@ from djpool.core.mixins import PooledDatabaseWrapperMixin
 require_core("djpool-oracle", __version__, minimum="0.1", below="1")
 
 MINIMUM_ORACLEDB = (1, 3, 2)
+
+# python-oracledb's errors for a round trip that outlived call_timeout: thin
+# mode (DPY-4024) and thick mode (DPI-1067).
+_CALL_TIMEOUT_ERRORS = ("DPY-4024", "DPI-1067")
+
+
+def _oracledb_call_within(dbapi_connection: Any, call: str, timeout: float) -> None:
+    """Run ``dbapi_connection.<call>()`` with python-oracledb's ``call_timeout`` set to ``timeout``.
+
+    ``call_timeout`` bounds each round trip in both thin and thick mode; the
+    connection's own value (Django leaves it at 0, no limit) is restored.
+    """
+    previous = dbapi_connection.call_timeout
+    dbapi_connection.call_timeout = max(1, math.ceil(timeout * 1000))
+    try:
+        getattr(dbapi_connection, call)()
+    except Exception as error:
+        if any(code in str(error) for code in _CALL_TIMEOUT_ERRORS):
+            raise NoAnswer(str(error)) from error
+        raise
+    finally:
+        try:
+            dbapi_connection.call_timeout = previous
+        except Exception:  # noqa: BLE001 - a connection broken by the timeout is closed next
+            pass
+
+
+def _oracledb_ping_within(dbapi_connection: Any, timeout: float) -> None:
+    _oracledb_call_within(dbapi_connection, "ping", timeout)
+
+
+def _oracledb_rollback_within(dbapi_connection: Any, timeout: float) -> None:
+    _oracledb_call_within(dbapi_connection, "rollback", timeout)
 
 
 def _load_oracledb() -> Any:
@@ -131,6 +166,12 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
         )
 
     # ##### djpool vendor hooks #####
+
+    djpool_ping_within = staticmethod(_oracledb_ping_within)
+    djpool_rollback_within = staticmethod(_oracledb_rollback_within)
+    # Opening a connection is left to python-oracledb's tcp_connect_timeout
+    # (20 s unless OPTIONS sets it), so connect() gets what the stock
+    # backend passes.
 
     def djpool_sqlalchemy_dialect(self) -> Any:
         # The python-oracledb dialect, not SQLAlchemy's generic Oracle one: its
