@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from djbench import report
+from djbench import availability, report
 from djbench.configs import CONFIGS, GRID, Sizing
 from djbench.report import Check, fmt, ms, us
 from djbench.servers import ConnectionMonitor, Server
@@ -145,6 +145,12 @@ class Bench:
             self.add_target(vendor, "native", str(p.large_pool), Sizing(p.large_pool, 0))
             self.add_target(vendor, "realpool", str(p.small_pool), Sizing(p.small_pool, 0))
             self.add_target(vendor, "predecessor", str(p.large_pool), Sizing(p.large_pool, 0))
+            # Threads that end holding a connection (djbench.availability).
+            small = (availability.POOL_SIZE, availability.MAX_OVERFLOW)
+            for mode in ("session", "transaction"):
+                self.add_target(vendor, "djpool", f"_ending_{mode}", Sizing(*small, mode, availability.TIMEOUT))
+            self.add_target(vendor, "native", "_ending", Sizing(*small, "session", availability.TIMEOUT))
+            self.add_target(vendor, "stock", "_ending")
         for target in self.targets.values():
             target.server.create_database(target.database)
         self.configure_django()
@@ -202,7 +208,7 @@ class Bench:
     # ##### Phases #####
 
     def run(self) -> None:
-        phases = [self.statements, self.latency, self.scaling, self.workload, self.memory]
+        phases = [self.statements, self.latency, self.scaling, self.workload, self.availability, self.memory]
         if self.plan.e2e:
             phases.append(self.end_to_end)
         for phase in phases:
@@ -399,6 +405,40 @@ class Bench:
                 self.check(vendor, Check(f"workload: djpool {label} ÷ django-pg-real-pool on {p.small_pool} req/s", report.ratio_of_rounds(tx["round_rates"], real["round_rates"]), 1.1, higher_is_better=True))
             if vendor == "mysql" and session:
                 self.check(vendor, Check(f"workload: djpool {label} ÷ session mode on {p.large_pool} req/s", report.ratio_of_rounds(tx["round_rates"], session["round_rates"]), 0.9, higher_is_better=True))
+
+    def availability(self) -> None:
+        p = self.plan
+        duration = 1.0 if p.smoke else 10.0
+        print(
+            f"== Threads that end holding a connection (issue 19): {availability.CYCLE_THREADS} threads in request cycles, "
+            f"{availability.SPAWN_THREADS} starting threads that query once and end without closing; pool "
+            f"{availability.POOL_SIZE} + {availability.MAX_OVERFLOW}, TIMEOUT {availability.TIMEOUT:g} s, {duration:g} s each",
+            flush=True,
+        )
+        names = ["djpool_ending_session", "djpool_ending_transaction", "native_ending", "stock_ending"]
+        self.results["availability"] = {}
+        for vendor in p.vendors:
+            server = self.servers[vendor]
+            targets = [t for name in names if (t := self.target(vendor, name)) is not None]
+            rows = []
+            results = self.results["availability"][vendor] = {}
+            with ConnectionMonitor(server, [t.database for t in targets]) as monitor:
+                for target in targets:
+                    outcome = availability.run(target, duration)
+                    target.dispose()
+                    results[target.key] = {
+                        "requests": outcome.requests,
+                        "errors": len(outcome.errors),
+                        "ended_threads": outcome.ended_threads,
+                        "reclaimed": outcome.reclaimed,
+                    }
+                    label = target.key.split("_", 1)[1]
+                    first = outcome.errors[0] if outcome.errors else ""
+                    rows.append([label, f"{outcome.requests:,}", len(outcome.errors), outcome.ended_threads, "" if outcome.reclaimed is None else outcome.reclaimed, monitor.peak[target.database], first[:70]])
+                    if target.config.name == "djpool":
+                        self.check(vendor, Check(f"threads ending holding a connection: djpool {label.split('_')[-1]} mode errors", len(outcome.errors), 0, unit=""))
+            headers = ["configuration", "requests", "errors", "threads ended", "reclaimed", "server conns", "first error"]
+            print(f"-- {vendor}\n" + report.table(headers, rows), flush=True)
 
     def memory(self) -> None:
         from djbench import memory

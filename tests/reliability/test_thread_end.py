@@ -95,6 +95,7 @@ def test_a_thread_ending_inside_a_transaction_gives_its_connection_back_rolled_b
     connections[alias].close()
     held: list[tuple[int, int]] = []
     finished = threading.Event()
+    may_end = threading.Event()
 
     def hold_and_end() -> None:
         conn = connections[alias]
@@ -108,12 +109,14 @@ def test_a_thread_ending_inside_a_transaction_gives_its_connection_back_rolled_b
             cursor.execute("INSERT INTO djpool_orphan VALUES (1)")
         held.append((backend_pid(conn), id(conn.connection)))
         finished.set()
+        may_end.wait(10)
         # no commit, no close: the thread just ends
 
     thread = threading.Thread(target=hold_and_end, name="orphan-maker")
     thread.start()
     assert finished.wait(10)
     assert stats(alias)["checked_out"] == 1, "the thread held no connection: the test proves nothing"
+    may_end.set()
     thread.join(10)
     ended = time.monotonic()
     pid, connection_id = held[0]
