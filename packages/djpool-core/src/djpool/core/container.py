@@ -124,6 +124,9 @@ class ConnectionPool:
     def checkout(self, wrapper: PooledDatabaseWrapperMixin) -> ConnectionPoolEntry:
         """Take a connection for ``wrapper``; open one through it if needed."""
         _creating.wrapper = wrapper
+        # Timed only for a receiver (the signal's wait_time): one truth test otherwise.
+        started = time.monotonic() if signals.connection_checked_out.receivers else None
+        pinged = False
         try:
             record = self._take()
             last_used = record.info.get(LAST_USED)
@@ -138,6 +141,7 @@ class ConnectionPool:
                     and (time.monotonic() - last_used >= self.options.pre_ping_idle or last_used <= self._last_error)
                 )
             ):
+                pinged = True
                 record = self._replace_if_dead(record)
         except sa_exc.TimeoutError:
             self.timeouts += 1
@@ -148,7 +152,7 @@ class ConnectionPool:
             _creating.wrapper = None
         self.checkouts += 1
         if self.leaks is not None or signals.connection_checked_out.receivers or signals.connection_checked_in.receivers:
-            leaks.on_checkout(self, record)
+            leaks.on_checkout(self, record, started, pinged)
         return record
 
     def _take(self, longest_idle: bool = False) -> ConnectionPoolEntry:
@@ -204,7 +208,7 @@ class ConnectionPool:
         if self._echo_debug and self.pool.logger.isEnabledFor(logging.DEBUG):
             self.pool.logger.debug("Connection %r being returned to pool", dbapi_connection)
         try:
-            self.dialect.reset(dbapi_connection, record.info, rollback)
+            rolled_back = self.dialect.reset(dbapi_connection, record.info, rollback)
         except BaseException as error:
             # Most often the server closed it during the request; a
             # connection that cannot be rolled back is never handed out again.
@@ -212,6 +216,15 @@ class ConnectionPool:
             record.invalidate(error)
             if not isinstance(error, Exception):
                 raise
+            return
+        if signals.connection_reset.receivers:
+            signals.send(
+                signals.connection_reset,
+                self,
+                dbapi_connection=dbapi_connection,
+                rolled_back=rolled_back,
+                full_reset=self.options.reset_on_return == "full",
+            )
 
     def _replace_if_dead(self, record: ConnectionPoolEntry) -> ConnectionPoolEntry:
         # One dead connection suggests the server restarted: the sweep goes on
@@ -236,7 +249,9 @@ class ConnectionPool:
         if warming_up:
             # Opened by the housekeeper, outside any request: use a private wrapper.
             wrapper = self._wrapper_class(self._settings_dict, self.alias)
+        started = time.monotonic()
         dbapi_connection = wrapper.djpool_open_dbapi_connection(self._conn_params)
+        connect_time = time.monotonic() - started
         if self.options.recycle is not None:
             # SQLAlchemy set starttime just before calling us; backdating it
             # makes this connection's recycle age come up to 10% early.
@@ -247,7 +262,7 @@ class ConnectionPool:
             self.warmup_connects += 1
         self.connects += 1
         if signals.connection_opened.receivers:
-            signals.send(signals.connection_opened, self, dbapi_connection=dbapi_connection)
+            signals.send(signals.connection_opened, self, dbapi_connection=dbapi_connection, connect_time=connect_time)
         logger.debug("Opened a new connection for pool %r (%d opened so far)", self.alias, self.connects)
         return dbapi_connection
 

@@ -65,21 +65,23 @@ class PoolDialect:
         self._rollback = rollback or dialect.do_rollback
         self.abandoned = False
 
-    def reset(self, dbapi_connection: Any, info: dict[str, Any] | None, rollback: bool = False) -> None:
-        """Make a returned connection safe for its next holder.
+    def reset(self, dbapi_connection: Any, info: dict[str, Any] | None, rollback: bool = False) -> bool:
+        """Make a returned connection safe for its next holder; True if it was rolled back.
 
         ``info`` is the pool entry's info dict: a full reset removes the
         mark that Django's per-connection setup has run on it. ``rollback``
         rolls back whatever the driver reports.
         """
         if self.abandoned:
-            return
-        if rollback or self._in_transaction(dbapi_connection):
+            return False
+        rolled_back = rollback or self._in_transaction(dbapi_connection)
+        if rolled_back:
             self._rollback(dbapi_connection)
         if self._full_reset is not None:
             self._full_reset(dbapi_connection)
             if info is not None:
                 info.pop(INITIALIZED_STATE, None)
+        return rolled_back
 
     def do_rollback(self, connection: Any) -> None:
         # SQLAlchemy's reset on return, for checkouts through pool.connect().
