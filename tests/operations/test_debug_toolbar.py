@@ -82,7 +82,7 @@ def test_session_mode_checkout_with_its_server_session(make_alias, toolbar, serv
     assert re.search(r'<td class="djpool-in-use">1</td>', section)
     assert "1 checkout," in page.panel
     # The toolbar's side bar: subtitle and title with the wait.
-    assert re.search(r"1 checkouts, \d+\.\d\d ms waited", page.html)
+    assert re.search(r"1 checkout, \d+\.\d\d ms waited", page.html)
     assert re.search(r'title="Database pools: \d+\.\d\d ms waited for connections"', page.html)
     # Recording ended with the request: no receiver left behind.
     assert not signals.connection_checked_out.receivers

@@ -42,6 +42,7 @@ from typing import Any
 from django.apps import apps
 from django.core import checks
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 try:
     from debug_toolbar.panels import Panel
@@ -259,7 +260,11 @@ class PoolPanel(Panel):
     @property
     def nav_subtitle(self) -> str:
         stats = self.get_stats()
-        return f"{stats.get('checkout_count', 0)} checkouts, {stats.get('total_wait_ms', 0):.2f} ms waited"
+        count = stats.get("checkout_count", 0)
+        return ngettext("%(count)d checkout, %(wait).2f ms waited", "%(count)d checkouts, %(wait).2f ms waited", count) % {
+            "count": count,
+            "wait": stats.get("total_wait_ms", 0),
+        }
 
     @property
     def title(self) -> str:
