@@ -219,3 +219,15 @@ def test_disabled_panel_connects_nothing(make_alias, server):
         signals.connection_checked_out.disconnect(spy)
         connections[alias].close()
     assert seen == [1]
+
+
+def test_check_asks_for_the_app_that_holds_the_template(djpool_app):
+    assert pool_panel.PoolPanel.run_checks() == []
+
+
+def test_check_without_the_app():
+    from django.apps import apps
+
+    assert not apps.is_installed("djpool.core")
+    [error] = pool_panel.PoolPanel.run_checks()
+    assert error.id == "djpool.E101" and "INSTALLED_APPS" in error.hint

@@ -256,6 +256,7 @@ class PoolPanel(Panel):
         super().__init__(*args, **kwargs)
         self._recorder: _Recorder | None = None
         self._token: contextvars.Token[_Recorder | None] | None = None
+        self._receiving = False
 
     @property
     def nav_subtitle(self) -> str:
@@ -276,11 +277,14 @@ class PoolPanel(Panel):
             return
         self._recorder = _Recorder()
         self._token = _recording.set(self._recorder)
+        self._receiving = True
         _connect_receivers()
 
     def disable_instrumentation(self) -> None:
-        if self._recorder is None:
+        # Idempotent, as the toolbar asks: the receivers are counted per recording request.
+        if not self._receiving:
             return
+        self._receiving = False
         if self._token is not None:
             try:
                 _recording.reset(self._token)
