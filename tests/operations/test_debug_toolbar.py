@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from django.db import connections
-from django.test import Client
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient, Client
 
 from djpool.core import registry, signals
 
@@ -38,10 +39,18 @@ def toolbar() -> Iterator[Client]:
 
 
 class Page:
-    """A page served with the toolbar, and the pool panel as the toolbar renders it."""
+    """A page served with the toolbar, and the pool panel as the toolbar renders it.
 
-    def __init__(self, client: Client, *aliases: str, times: int = 1) -> None:
-        response = client.get("/sessions/", {"alias": list(aliases), "times": times})
+    With ``asgi``, the page is served through Django's ASGI handler (the view,
+    which is sync, runs in a thread of its own).
+    """
+
+    def __init__(self, client: Client, *aliases: str, times: int = 1, asgi: bool = False) -> None:
+        query = {"alias": list(aliases), "times": times}
+        if asgi:
+            response = async_to_sync(AsyncClient().get)("/sessions/", query)
+        else:
+            response = client.get("/sessions/", query)
         assert response.status_code == 200, response.content[:2000]
         self.html = response.content.decode()
         self.sessions = [
@@ -231,3 +240,15 @@ def test_check_without_the_app():
     assert not apps.is_installed("djpool.core")
     [error] = pool_panel.PoolPanel.run_checks()
     assert error.id == "djpool.E101" and "INSTALLED_APPS" in error.hint
+
+
+def test_under_asgi_the_view_thread_is_recorded(make_alias, toolbar, server):
+    """Under ASGI the toolbar runs in the event loop and the sync view in another
+    thread: the recording follows the request's context there."""
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "POOL_MODE": "transaction"})
+    page = Page(toolbar, alias, times=2, asgi=True)
+    pids = [pid for _, pid in page.sessions]
+    rows = page.rows(alias)
+    assert [int(Page.cell(row, "session")) for row in rows] == pids
+    assert len(rows) == 2 and pids[0] in server.session_ids()
+    assert not signals.connection_checked_out.receivers

@@ -45,6 +45,11 @@ requires_chromium = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
     reason="needs Chromium and its driver: apt-get install chromium chromium-driver (.ci/run installs them)",
 )
+browser_environment = pytest.mark.skipif(
+    os.environ.get("DJPOOL_BROWSER_TESTS") == "0",
+    reason="DJPOOL_BROWSER_TESTS=0: the browser test runs in the Python 3.12 environments, one per server "
+    "(hatch test -py 3.12 -i backend=postgresql tests/operations/test_debug_toolbar_browser.py)",
+)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -91,6 +96,7 @@ def browser() -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
+@browser_environment
 @requires_chromium
 def test_panel_shows_the_checkout_session_and_wait_in_a_browser(make_alias, live_site, browser, server):
     alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 10})
