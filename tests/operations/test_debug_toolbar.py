@@ -11,11 +11,11 @@ from __future__ import annotations
 import html
 import re
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connections
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient, Client
@@ -23,6 +23,8 @@ from django.test import AsyncClient, Client
 from djpool.core import registry, signals
 
 pytest.importorskip("debug_toolbar", reason="needs django-debug-toolbar")
+if not settings.configured:  # the toolbar reads settings on import; only the server suites configure them here
+    pytest.skip("needs PostgreSQL or MySQL (Django is not configured)", allow_module_level=True)
 
 from djpool.core.contrib import debug_toolbar as pool_panel  # noqa: E402
 from tests.operations.toolbar_site import MARKED_QUERY, toolbar_installed, toolbar_settings  # noqa: E402
@@ -54,7 +56,8 @@ class Page:
         assert response.status_code == 200, response.content[:2000]
         self.html = response.content.decode()
         self.sessions = [
-            (alias, int(pid)) for alias, pid in re.findall(r'<li class="session" data-alias="([^"]+)">(\d+)</li>', self.html)
+            (alias, int(pid))
+            for alias, pid in re.findall(r'<li class="session" data-alias="([^"]+)">(\d+)</li>', self.html)
         ]
         request_id = re.search(r'data-request-id="([0-9a-f]+)"', self.html)
         assert request_id, "the toolbar is not on the page"
@@ -213,7 +216,10 @@ def test_without_a_driver_id_one_query_per_connection_once(make_alias, server):
 
 def test_disabled_panel_connects_nothing(make_alias, server):
     alias = make_alias({"POOL_SIZE": 1})
-    config = {**toolbar_settings()["DEBUG_TOOLBAR_CONFIG"], "DISABLE_PANELS": {"djpool.core.contrib.debug_toolbar.PoolPanel"}}
+    config = {
+        **toolbar_settings()["DEBUG_TOOLBAR_CONFIG"],
+        "DISABLE_PANELS": {"djpool.core.contrib.debug_toolbar.PoolPanel"},
+    }
     seen: list[int] = []
 
     def spy(sender: Any, **kwargs: Any) -> None:

@@ -19,16 +19,18 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
+from django.conf import settings
 from django.db import connections
 
 from djpool.core import registry
 
 pytest.importorskip("debug_toolbar", reason="needs django-debug-toolbar")
+if not settings.configured:  # the toolbar reads settings on import; only the server suites configure them here
+    pytest.skip("needs PostgreSQL or MySQL (Django is not configured)", allow_module_level=True)
 pytest.importorskip("selenium", reason="needs selenium")
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from tests.operations.toolbar_site import toolbar_installed  # noqa: E402
@@ -85,7 +87,13 @@ def browser() -> Iterator[webdriver.Chrome]:
     os.environ.setdefault("SE_OFFLINE", "true")  # selenium must not look for drivers online
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM or ""
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,900"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,900",
+    ):
         options.add_argument(argument)
     service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
     driver = webdriver.Chrome(options=options, service=service)
@@ -161,13 +169,16 @@ def open_the_panel(browser: webdriver.Chrome, pid: str) -> None:
     root = wait.until(toolbar_root)
 
     def find(selector: str) -> object:
-        return wait.until(lambda driver: (lambda found: found[0] if found and found[0].is_displayed() else False)(
-            root.find_elements(By.CSS_SELECTOR, selector)
-        ))
+        return wait.until(
+            lambda driver: (lambda found: found[0] if found and found[0].is_displayed() else False)(
+                root.find_elements(By.CSS_SELECTOR, selector)
+            )
+        )
 
-    if not root.find_elements(By.CSS_SELECTOR, "#djdt-PoolPanel a") or not root.find_element(
-        By.CSS_SELECTOR, "#djDebugToolbar"
-    ).is_displayed():
+    if (
+        not root.find_elements(By.CSS_SELECTOR, "#djdt-PoolPanel a")
+        or not root.find_element(By.CSS_SELECTOR, "#djDebugToolbar").is_displayed()
+    ):
         find("#djShowToolBarButton").click()
     link = find("#djdt-PoolPanel a")
     assert "ms waited" in link.text

@@ -22,6 +22,7 @@ def events() -> Iterator[list[tuple[str, dict[str, Any]]]]:
     seen: list[tuple[str, dict[str, Any]]] = []
     receivers = []
     for name in WATCHED:
+
         def receive(sender: Any, signal: Any, _name: str = name, **kwargs: Any) -> None:
             seen.append((_name, kwargs))
 

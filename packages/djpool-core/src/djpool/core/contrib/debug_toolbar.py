@@ -135,7 +135,9 @@ _receivers_lock = threading.Lock()
 _active_recordings = 0
 
 
-def _on_opened(sender: Any, alias: str, dbapi_connection: Any = None, connect_time: float | None = None, **kwargs: Any) -> None:
+def _on_opened(
+    sender: Any, alias: str, dbapi_connection: Any = None, connect_time: float | None = None, **kwargs: Any
+) -> None:
     recorder = _recording.get()
     if recorder is not None and connect_time is not None:
         recorder.connects[id(dbapi_connection)] = connect_time
@@ -172,7 +174,9 @@ def _on_checked_out(
     entry["session_id"] = None if session_id is None else str(session_id)
 
 
-def _on_checked_in(sender: Any, alias: str, dbapi_connection: Any = None, held_for: float | None = None, **kwargs: Any) -> None:
+def _on_checked_in(
+    sender: Any, alias: str, dbapi_connection: Any = None, held_for: float | None = None, **kwargs: Any
+) -> None:
     recorder = _recording.get()
     if recorder is None:
         return
@@ -188,7 +192,14 @@ def _on_checked_in(sender: Any, alias: str, dbapi_connection: Any = None, held_f
     recorder.returned[id(dbapi_connection)] = entry
 
 
-def _on_reset(sender: Any, alias: str, dbapi_connection: Any = None, rolled_back: bool = False, full_reset: bool = False, **kwargs: Any) -> None:
+def _on_reset(
+    sender: Any,
+    alias: str,
+    dbapi_connection: Any = None,
+    rolled_back: bool = False,
+    full_reset: bool = False,
+    **kwargs: Any,
+) -> None:
     recorder = _recording.get()
     if recorder is None:
         return
@@ -262,7 +273,9 @@ class PoolPanel(Panel):
     def nav_subtitle(self) -> str:
         stats = self.get_stats()
         count = stats.get("checkout_count", 0)
-        return ngettext("%(count)d checkout, %(wait).2f ms waited", "%(count)d checkouts, %(wait).2f ms waited", count) % {
+        return ngettext(
+            "%(count)d checkout, %(wait).2f ms waited", "%(count)d checkouts, %(wait).2f ms waited", count
+        ) % {
             "count": count,
             "wait": stats.get("total_wait_ms", 0),
         }
@@ -329,7 +342,16 @@ class PoolPanel(Panel):
                     "invalidations_in_request": recorder.invalidations.get(alias, 0),
                     "figures": {
                         key: figures.get(key)
-                        for key in ("size", "checked_out", "idle", "overflow", "waiting", "timeouts", "checkouts", "connects")
+                        for key in (
+                            "size",
+                            "checked_out",
+                            "idle",
+                            "overflow",
+                            "waiting",
+                            "timeouts",
+                            "checkouts",
+                            "connects",
+                        )
                     },
                 }
             )

@@ -126,14 +126,20 @@ class _Instruments:
             "db.client.connection.timeouts",
             callbacks=[_figure("timeouts")],
             unit="{timeout}",
-            description="The number of connection timeouts that have occurred trying to obtain a connection from the pool.",
+            description=(
+                "The number of connection timeouts that have occurred trying to obtain a connection from the pool."
+            ),
         )
-        self.create_time = _histogram(meter, "db.client.connection.create_time", "The time it took to create a new connection.")
+        self.create_time = _histogram(
+            meter, "db.client.connection.create_time", "The time it took to create a new connection."
+        )
         self.wait_time = _histogram(
             meter, "db.client.connection.wait_time", "The time it took to obtain an open connection from the pool."
         )
         self.use_time = _histogram(
-            meter, "db.client.connection.use_time", "The time between borrowing a connection and returning it to the pool."
+            meter,
+            "db.client.connection.use_time",
+            "The time between borrowing a connection and returning it to the pool.",
         )
 
 
@@ -153,8 +159,10 @@ _by_provider: dict[int, tuple[Any, _Instruments]] = {}
 # While instrumented: the instruments the signals record into, and how pools are named.
 _active: _Instruments | None = None
 _naming: PoolNaming = "alias"
-# Pool name per alias (settings do not change while the process runs).
+# Pool name per alias (settings do not change while the process runs), and
+# the {pool.name: ...} attributes the histograms record with.
 _names: dict[str, str] = {}
+_attributes: dict[str, dict[str, str]] = {}
 
 
 def instrument(meter_provider: MeterProvider | None = None, *, pool_name: PoolNaming = "alias") -> None:
@@ -168,17 +176,24 @@ def instrument(meter_provider: MeterProvider | None = None, *, pool_name: PoolNa
     """
     global _active, _naming
     if pool_name not in ("alias", "address"):
-        raise ValueError(f"djpool.core.contrib.opentelemetry.instrument(pool_name=...): got {pool_name!r}; allowed: 'alias', 'address'")
+        raise ValueError(
+            "djpool.core.contrib.opentelemetry.instrument(pool_name=...): "
+            f"got {pool_name!r}; allowed: 'alias', 'address'"
+        )
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     with _lock:
         known = _by_provider.get(id(provider))
         if known is None:
             meter = metrics.get_meter(
-                "djpool.core", __version__, meter_provider=provider, schema_url="https://opentelemetry.io/schemas/1.37.0"
+                "djpool.core",
+                __version__,
+                meter_provider=provider,
+                schema_url="https://opentelemetry.io/schemas/1.37.0",
             )
             known = (provider, _Instruments(meter))
             _by_provider[id(provider)] = known
         _names.clear()
+        _attributes.clear()
         _naming = pool_name
         _active = known[1]
         signals.connection_opened.connect(_on_opened, dispatch_uid=__name__)
@@ -224,6 +239,13 @@ def _address(alias: str) -> str:
     host = settings.get("HOST") or "localhost"
     port = settings.get("PORT") or _DEFAULT_PORTS.get(vendor, "")
     return f"{host}:{port}/{settings.get('NAME') or ''}"
+
+
+def _attributes_of(alias: str) -> dict[str, str]:
+    attributes = _attributes.get(alias)
+    if attributes is None:
+        attributes = _attributes[alias] = {POOL_NAME: pool_name(alias)}
+    return attributes
 
 
 # ##### Observable callbacks: read stats() at collection #####
@@ -273,16 +295,16 @@ def _figure(key: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
 def _on_opened(sender: Any, alias: str, connect_time: float | None = None, **kwargs: Any) -> None:
     active = _active
     if active is not None and connect_time is not None:
-        active.create_time.record(connect_time, {POOL_NAME: pool_name(alias)})
+        active.create_time.record(connect_time, _attributes_of(alias))
 
 
 def _on_checked_out(sender: Any, alias: str, wait_time: float | None = None, **kwargs: Any) -> None:
     active = _active
     if active is not None and wait_time is not None:
-        active.wait_time.record(wait_time, {POOL_NAME: pool_name(alias)})
+        active.wait_time.record(wait_time, _attributes_of(alias))
 
 
 def _on_checked_in(sender: Any, alias: str, held_for: float | None = None, **kwargs: Any) -> None:
     active = _active
     if active is not None and held_for is not None:
-        active.use_time.record(held_for, {POOL_NAME: pool_name(alias)})
+        active.use_time.record(held_for, _attributes_of(alias))
