@@ -34,6 +34,7 @@ held until then.
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 import time
 import weakref
@@ -55,6 +56,8 @@ from djpool.core import registry as pools_registry
 from djpool.core import signals
 
 __all__ = ["PoolPanel", "server_session_id"]
+
+logger = logging.getLogger("djpool.debug_toolbar")
 
 # Asked of the server only when the driver does not know its session id.
 SESSION_ID_SQL = {
@@ -99,17 +102,22 @@ def server_session_id(pool: Any, dbapi_connection: Any) -> Any:
     sql = SESSION_ID_SQL.get(getattr(wrapper_class, "vendor", ""))
     session_id = None
     if sql is not None:
-        cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(sql)
-            row = cursor.fetchone()
-            session_id = row[0] if row else None
-        finally:
-            cursor.close()
-        try:
-            opened = wrapper_class.djpool_transaction_open(dbapi_connection)
-        except Exception:  # noqa: BLE001 - a driver the vendor hook does not know: roll back to be sure
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(sql)
+                row = cursor.fetchone()
+                session_id = row[0] if row else None
+            finally:
+                cursor.close()
+        except Exception as error:  # noqa: BLE001 - the panel must not fail the request
+            logger.debug("Could not read the server session id of a %r connection: %r", pool.alias, error)
             opened = True
+        else:
+            try:
+                opened = wrapper_class.djpool_transaction_open(dbapi_connection)
+            except Exception:  # noqa: BLE001 - a driver the vendor hook does not know: roll back to be sure
+                opened = True
         if opened:
             dbapi_connection.rollback()
     _queried_ids[dbapi_connection] = session_id
