@@ -158,6 +158,7 @@ class ConnectionPool:
         deadline = time.monotonic() + self.options.timeout
         _creating.wrapper = wrapper
         _creating.deadline = deadline
+        pinged = False
         try:
             record = self._take(deadline=deadline)
             last_used = record.info.get(LAST_USED)
@@ -172,6 +173,7 @@ class ConnectionPool:
                     and (time.monotonic() - last_used >= self.options.pre_ping_idle or last_used <= self._last_error)
                 )
             ):
+                pinged = True
                 record = self._replace_if_dead(record, deadline)
         except sa_exc.TimeoutError:
             self.timeouts += 1
@@ -183,7 +185,8 @@ class ConnectionPool:
             _creating.deadline = None
         self.checkouts += 1
         if self.leaks is not None or signals.connection_checked_out.receivers or signals.connection_checked_in.receivers:
-            leaks.on_checkout(self, record)
+            # The signal's wait_time: from the deadline, no extra clock read.
+            leaks.on_checkout(self, record, deadline - self.options.timeout, pinged)
         return record
 
     def _take(self, longest_idle: bool = False, deadline: float | None = None) -> ConnectionPoolEntry:
@@ -239,7 +242,7 @@ class ConnectionPool:
         if self._echo_debug and self.pool.logger.isEnabledFor(logging.DEBUG):
             self.pool.logger.debug("Connection %r being returned to pool", dbapi_connection)
         try:
-            self.dialect.reset(dbapi_connection, record.info, rollback, self.options.health_check_timeout)
+            rolled_back = self.dialect.reset(dbapi_connection, record.info, rollback, self.options.health_check_timeout)
         except NoAnswer as error:
             # Closed without a round trip: request_finished must not wait
             # for a server that does not answer.
@@ -252,6 +255,7 @@ class ConnectionPool:
                 self.options.health_check_timeout,
             )
             record.invalidate(error)
+            return
         except BaseException as error:
             # Most often the server closed it during the request; a
             # connection that cannot be rolled back is never handed out again.
@@ -259,6 +263,15 @@ class ConnectionPool:
             record.invalidate(error)
             if not isinstance(error, Exception):
                 raise
+            return
+        if signals.connection_reset.receivers:
+            signals.send(
+                signals.connection_reset,
+                self,
+                dbapi_connection=dbapi_connection,
+                rolled_back=rolled_back,
+                full_reset=self.options.reset_on_return == "full",
+            )
 
     # ##### Connections whose holder went away #####
 
@@ -357,12 +370,14 @@ class ConnectionPool:
         deadline = getattr(_creating, "deadline", None)
         if deadline is not None and self._connect_timeout_option is not None:
             conn_params = self._bounded_connect_params(deadline)
+        started = time.monotonic()
         try:
             dbapi_connection = wrapper.djpool_open_dbapi_connection(conn_params)
         except Exception as error:
             if hasattr(error, "add_note"):
                 error.add_note(f"djpool: while opening a new connection for database {self.alias!r}")
             raise
+        connect_time = time.monotonic() - started
         if self.options.recycle is not None:
             # SQLAlchemy set starttime just before calling us; backdating it
             # makes this connection's recycle age come up to 10% early.
@@ -373,7 +388,7 @@ class ConnectionPool:
             self.warmup_connects += 1
         self.connects += 1
         if signals.connection_opened.receivers:
-            signals.send(signals.connection_opened, self, dbapi_connection=dbapi_connection)
+            signals.send(signals.connection_opened, self, dbapi_connection=dbapi_connection, connect_time=connect_time)
         logger.debug("Opened a new connection for pool %r (%d opened so far)", self.alias, self.connects)
         return dbapi_connection
 

@@ -79,8 +79,8 @@ class PoolDialect:
 
     def reset(
         self, dbapi_connection: Any, info: dict[str, Any] | None, rollback: bool = False, timeout: float | None = None
-    ) -> None:
-        """Make a returned connection safe for its next holder.
+    ) -> bool:
+        """Make a returned connection safe for its next holder; True if it was rolled back.
 
         ``info`` is the pool entry's info dict: a full reset removes the
         mark that Django's per-connection setup has run on it. ``rollback``
@@ -89,9 +89,10 @@ class PoolDialect:
         vendor can bound it.
         """
         if self.abandoned:
-            return
+            return False
         answered = False
-        if rollback or self._in_transaction(dbapi_connection):
+        rolled_back = rollback or self._in_transaction(dbapi_connection)
+        if rolled_back:
             if timeout is not None and self._rollback_within is not None:
                 self._rollback_within(dbapi_connection, timeout)
                 answered = True
@@ -105,6 +106,7 @@ class PoolDialect:
             self._full_reset(dbapi_connection)
             if info is not None:
                 info.pop(INITIALIZED_STATE, None)
+        return rolled_back
 
     def do_rollback(self, connection: Any) -> None:
         # SQLAlchemy's reset on return, for checkouts through pool.connect().

@@ -74,8 +74,14 @@ def _capture_stack() -> traceback.StackSummary:
 # ##### Called by ConnectionPool (only when something is watching) #####
 
 
-def on_checkout(pool: ConnectionPool, connection: ConnectionPoolEntry) -> None:
-    """Record a checkout for the leak detector and the checkin signal; send the checkout signal."""
+def on_checkout(
+    pool: ConnectionPool, connection: ConnectionPoolEntry, started: float | None = None, pinged: bool = False
+) -> None:
+    """Record a checkout for the leak detector and the checkin signal; send the checkout signal.
+
+    ``started``: ``time.monotonic()`` when the checkout began (None if it was
+    not timed); ``pinged``: whether a pre-ping ran.
+    """
     detector = pool.leaks
     checkout = _Checkout(_capture_stack() if detector is not None else None)
     record_info = connection.record_info
@@ -84,7 +90,13 @@ def on_checkout(pool: ConnectionPool, connection: ConnectionPoolEntry) -> None:
     if detector is not None:
         detector.watch(checkout)
     if signals.connection_checked_out.receivers:
-        signals.send(signals.connection_checked_out, pool, dbapi_connection=connection.dbapi_connection)
+        signals.send(
+            signals.connection_checked_out,
+            pool,
+            dbapi_connection=connection.dbapi_connection,
+            wait_time=None if started is None else checkout.started - started,
+            pinged=pinged,
+        )
 
 
 def on_checkin(pool: ConnectionPool, connection: ConnectionPoolEntry) -> None:

@@ -19,12 +19,23 @@ The rest:
 :data:`connection_opened`
     a new server connection was opened for the pool (by a request's
     checkout, or by warm-up). Django's per-connection setup has not run yet.
+    ``connect_time``: seconds the driver took to open it.
 :data:`connection_checked_out`
     a request took a connection (after the pre-ping, if one ran).
+    ``wait_time``: seconds the checkout took, from asking the pool to
+    having an open connection (waiting in line, opening a connection,
+    pre-pinging), or None if no receiver was connected when it began;
+    ``pinged``: whether a pre-ping ran.
 :data:`connection_checked_in`
     a request gave its connection back (before the rollback on return).
     ``held_for``: seconds since its checkout, or None if that checkout
     happened before any receiver was connected (and without LEAK_DETECTION).
+:data:`connection_reset`
+    a connection given back was made ready for its next holder (after
+    :data:`connection_checked_in`). ``rolled_back``: whether a ROLLBACK was
+    sent; ``full_reset``: whether the session was wiped
+    (``RESET_ON_RETURN = "full"``). Not sent when the reset failed (the
+    connection is invalidated instead) or the connection was discarded.
 :data:`connection_invalidated`
     the pool discarded a connection as broken (failed pre-ping, disconnect,
     failed reset). ``exception``: the error, or None.
@@ -73,11 +84,13 @@ __all__ = [
     "connection_invalidated",
     "connection_leaked",
     "connection_opened",
+    "connection_reset",
 ]
 
 connection_opened = Signal()
 connection_checked_out = Signal()
 connection_checked_in = Signal()
+connection_reset = Signal()
 connection_invalidated = Signal()
 checkout_timed_out = Signal()
 connection_leaked = Signal()
