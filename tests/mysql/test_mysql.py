@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.db import connections
 
 pytestmark = pytest.mark.mysql
+
+# The matrix's PyMySQL environment (tests/conftest.py installs it as MySQLdb).
+DRIVER = "pymysql" if os.environ.get("DJPOOL_TEST_DRIVER") == "pymysql" else "MySQLdb"
+
+
+def test_the_environment_runs_on_its_driver(make_alias):
+    """The pooled connections are the driver's own: mysqlclient, or PyMySQL in its environment."""
+    conn = connections[make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})]
+    conn.ensure_connection()
+    try:
+        assert type(conn.connection).__module__.split(".")[0] == DRIVER
+        assert conn.djpool_sqlalchemy_dialect().driver == ("pymysql" if DRIVER == "pymysql" else "mysqldb")
+    finally:
+        conn.close()
 
 
 def session_status(cursor, name: str) -> int:
