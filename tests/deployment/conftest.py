@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.reliability.conftest import items  # noqa: F401 - the seeded Item table, for the ORM views
 from tests.reliability.privateserver import free_port
 
 REPO = Path(__file__).resolve().parents[2]
