@@ -75,10 +75,14 @@ class ServedApp:
 
 @contextmanager
 def served(argv: list[str], database: dict[str, Any], up_path: str = "/stats", **env: str) -> Iterator[ServedApp]:
-    """Start ``python -m <argv>`` on a free port (``{port}`` in argv), wait until it answers, stop it after."""
+    """Start ``python -m <argv>`` on a free port (``{port}`` in argv), wait until it answers, stop it after.
+
+    An ``argv`` starting with an absolute path runs that program instead (uWSGI).
+    """
     port = free_port()
+    prefix = [] if os.path.isabs(argv[0]) else [sys.executable, "-m"]
     process = subprocess.Popen(
-        [sys.executable, "-m", *[arg.format(port=port) for arg in argv]],
+        [*prefix, *[arg.format(port=port) for arg in argv]],
         cwd=REPO, env=process_env(database, **env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     app = ServedApp(process, port)

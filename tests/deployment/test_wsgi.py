@@ -1,4 +1,4 @@
-"""gunicorn's sync, gthread and gevent workers serving ``tests.deployment.app`` on the real server.
+"""gunicorn's sync, gthread and gevent workers, and uWSGI's processes and threads, serving ``tests.deployment.app``.
 
 Each shape: many concurrent clients over loopback against a view that holds
 its connection inside a transaction for 20 ms. What the database server
@@ -10,8 +10,10 @@ two requests at once, every connection back in the pool, no timeout.
 
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,11 +42,25 @@ def gunicorn(worker_class: str, workers: int, *extra: str) -> list[str]:
     ]
 
 
+UWSGI = Path(sys.executable).with_name("uwsgi")  # pip's uwsgi, built for this interpreter
+
+
+def uwsgi(*extra: str) -> list[str]:
+    # lazy-apps off (the default): the master imports the app, then forks.
+    return [
+        str(UWSGI), "--http-socket", "127.0.0.1:{port}", "--module", "tests.deployment.app:application",
+        "--virtualenv", sys.prefix, "--master", "--die-on-term", "--need-app", "--disable-logging",
+        "--worker-reload-mercy", "10", *extra,
+    ]
+
+
 SHAPES = {
     # worker class: (gunicorn arguments, workers, clients, requests per client)
     "sync": (gunicorn("sync", 2), 2, 8, 6),
     "gthread": (gunicorn("gthread", 2, "--threads", "12"), 2, 32, 5),
     "gevent": (gunicorn("gevent", 1, "--worker-connections", "200"), 1, 120, 5),
+    "uwsgi-processes": (uwsgi("--processes", "2"), 2, 8, 6),
+    "uwsgi-threads": (uwsgi("--processes", "1", "--threads", "12", "--enable-threads"), 1, 24, 5),
 }
 
 
@@ -62,10 +78,15 @@ def worker_stats(app: Any, workers: set[int], tries: int = 200) -> dict[int, dic
 
 @pytest.mark.parametrize(
     ("worker_class", "mode"),
-    [("sync", "session"), ("gthread", "session"), ("gevent", "session"), ("gevent", "transaction")],
+    [("sync", "session"), ("gthread", "session"), ("gevent", "session"), ("gevent", "transaction"),
+     ("uwsgi-processes", "session"), ("uwsgi-threads", "transaction")],
 )
 def test_worker_class_under_load(server, worker_class, mode):
-    pytest.importorskip("gunicorn")
+    if worker_class.startswith("uwsgi"):
+        if not UWSGI.exists():
+            pytest.skip("uWSGI is not installed in this environment (pip's uwsgi builds it)")
+    else:
+        pytest.importorskip("gunicorn")
     if worker_class == "gevent":
         needs_green_driver()
     argv, workers, clients, per_client = SHAPES[worker_class]
