@@ -1,5 +1,10 @@
 """Helpers for the deployment tests: a real server or worker process, HTTP load, span checks.
 
+``DJPOOL_DEPLOYMENT_TESTS`` picks what runs (each shape once per server in
+CI): ``all`` (the default, unless ``DJPOOL_SLOW_TESTS=0``), ``gevent`` (only
+the gevent workers: the psycopg2 and PyMySQL environments, for their green
+drivers) or ``0`` (none; the default with ``DJPOOL_SLOW_TESTS=0``).
+
 Servers are started in processes of their own on a free loopback port,
 every wait is bounded, and each process is stopped (then killed if it does
 not stop) by its PID. gevent's monkey-patching happens only in those
@@ -21,11 +26,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.reliability.conftest import items  # noqa: F401 - the seeded Item table, for the ORM views
 from tests.reliability.privateserver import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = os.environ.get("DJPOOL_TEST_DRIVER", "")
+SELECTIONS = ("all", "gevent", "0")
+SELECTED = os.environ.get("DJPOOL_DEPLOYMENT_TESTS", "0" if os.environ.get("DJPOOL_SLOW_TESTS") == "0" else "all")
+if SELECTED not in SELECTIONS:
+    raise pytest.UsageError(f"DJPOOL_DEPLOYMENT_TESTS must be one of {', '.join(map(repr, SELECTIONS))}; got {SELECTED!r}")
+
+
+@pytest.fixture(autouse=True)
+def deployment_selection(request: pytest.FixtureRequest) -> None:
+    """Skip what ``DJPOOL_DEPLOYMENT_TESTS`` leaves out, saying why."""
+    if SELECTED == "0":
+        pytest.skip("DJPOOL_DEPLOYMENT_TESTS=0 (or DJPOOL_SLOW_TESTS=0): deployment tests run in another environment")
+    if SELECTED == "gevent" and request.node.get_closest_marker("gevent") is None:
+        pytest.skip("DJPOOL_DEPLOYMENT_TESTS=gevent: only the gevent workers run in this environment")
 
 
 def process_env(database: dict[str, Any], **extra: str) -> dict[str, str]:

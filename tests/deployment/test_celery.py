@@ -27,7 +27,7 @@ from tests.deployment.conftest import DRIVER, REPO, assert_sessions_never_shared
 from tests.reliability.conftest import PeakWatcher
 from tests.servers import BACKEND
 
-pytestmark = [pytest.mark.server_backed, pytest.mark.slow]
+pytestmark = pytest.mark.server_backed
 
 REDIS = "redis://127.0.0.1:6379/0"
 POOL_SIZE, MAX_OVERFLOW, TIMEOUT = 2, 1, 20
@@ -62,7 +62,7 @@ SHAPES = {
 }
 
 
-@pytest.mark.parametrize("pool", list(SHAPES))
+@pytest.mark.parametrize("pool", ["prefork", "threads", pytest.param("gevent", marks=pytest.mark.gevent)])
 def test_celery_worker_pool(server, celery_client, tmp_path, pool):
     if pool == "gevent":
         pytest.importorskip("gevent")

@@ -22,7 +22,7 @@ from tests.deployment.conftest import DRIVER, assert_sessions_never_shared, serv
 from tests.reliability.conftest import PeakWatcher, jain_fairness
 from tests.servers import BACKEND
 
-pytestmark = [pytest.mark.server_backed, pytest.mark.slow]
+pytestmark = pytest.mark.server_backed
 
 POOL_SIZE, MAX_OVERFLOW, TIMEOUT = 4, 2, 10
 
@@ -78,8 +78,14 @@ def worker_stats(app: Any, workers: set[int], tries: int = 200) -> dict[int, dic
 
 @pytest.mark.parametrize(
     ("worker_class", "mode"),
-    [("sync", "session"), ("gthread", "session"), ("gevent", "session"), ("gevent", "transaction"),
-     ("uwsgi-processes", "session"), ("uwsgi-threads", "transaction")],
+    [
+        ("sync", "session"),
+        ("gthread", "session"),
+        pytest.param("gevent", "session", marks=pytest.mark.gevent),
+        pytest.param("gevent", "transaction", marks=pytest.mark.gevent),
+        ("uwsgi-processes", "session"),
+        ("uwsgi-threads", "transaction"),
+    ],
 )
 def test_worker_class_under_load(server, worker_class, mode):
     if worker_class.startswith("uwsgi"):
@@ -140,6 +146,7 @@ def test_worker_class_under_load(server, worker_class, mode):
     wait_until(lambda: server.connection_count() <= baseline, timeout=15)
 
 
+@pytest.mark.gevent
 def test_gevent_timeout_and_waits_are_cooperative(server):
     """One connection held 3 s; five greenlets of the same worker wait 1 s each at the same time and time out.
 
