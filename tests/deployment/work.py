@@ -46,8 +46,20 @@ def read_marker() -> tuple[int, str]:
         return int(pid), marker.decode() if isinstance(marker, bytes) else marker
 
 
+def server_sleep(seconds: float) -> None:
+    """Wait ``seconds`` in a query: the driver waits for the server's answer.
+
+    Under gevent only a green driver (psycopg 3, psycopg2 with psycogreen,
+    PyMySQL) lets the worker's other greenlets run meanwhile; a blocking one
+    (mysqlclient, psycopg2 alone) stops them all.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(%s)" if connection.vendor == "postgresql" else "SELECT SLEEP(%s)", [seconds])
+        cursor.fetchall()
+
+
 def hold(marker: str, seconds: float) -> dict[str, Any]:
-    """One transaction holding a connection ``seconds`` long (``time.sleep``: gevent patches it).
+    """One transaction holding a connection ``seconds`` long, waiting on the server.
 
     In both pool modes the transaction holds one connection throughout.
     """
@@ -55,7 +67,7 @@ def hold(marker: str, seconds: float) -> dict[str, Any]:
     with transaction.atomic():
         first = set_marker(marker)
         held_from = time.monotonic()
-        time.sleep(seconds)
+        server_sleep(seconds)
         held_until = time.monotonic()
         second, seen = read_marker()
     return {
