@@ -150,6 +150,20 @@ def assert_sessions_never_shared(answers: list[dict[str, Any]]) -> int:
     return peak
 
 
+def server_side_limit(limit: int, figures: list[dict[str, Any]]) -> int:
+    """The most sessions the server may list at one instant for pools allowed ``limit`` connections in all.
+
+    A connection a pool closes (an overflow one given back) stays listed by
+    the server until its backend has exited, a few milliseconds after the
+    client closed it; a connection opened meanwhile makes one more. So each
+    pool (``figures``: its ``stats()``) that closed connections during the
+    run may add one. The exact bound on what the pools hand out is checked
+    from the requests' hold spans (:func:`assert_sessions_never_shared`).
+    """
+    churned = sum(1 for stats in figures if stats["connects"] > stats["idle"] + stats["checked_out"])
+    return limit + churned
+
+
 def wait_until(condition: Any, timeout: float = 30, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
