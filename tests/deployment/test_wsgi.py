@@ -137,7 +137,6 @@ def test_worker_class_under_load(server, worker_class, mode):
     for worker, stats in figures.items():
         assert stats["checked_out"] == 0, stats  # nothing left checked out
         assert stats["timeouts"] == 0, stats
-        assert stats["connects"] <= POOL_SIZE + MAX_OVERFLOW, stats
     assert sum(stats["checkouts"] for stats in figures.values()) >= len(answers)
     for worker, stats in figures.items():
         # The sessions a worker keeps open are its pool's idle connections (overflow ones closed).
