@@ -66,6 +66,7 @@ def test_async_views(server, items, server_name, mode):
     assert_sessions_never_shared(markers)
     # More than one session at once: the requests really ran concurrently.
     assert 2 <= watcher.peak - baseline <= server_side_limit(POOL_SIZE + MAX_OVERFLOW, [figures]), (watcher.peak, figures)
+    assert figures["pools"] == 1, figures  # one pool for the alias in the process
     assert figures["checked_out"] == 0, figures  # nothing leaked once the requests are done
     assert figures["timeouts"] == 0, figures
     wait_until(lambda: server.connection_count() <= baseline, timeout=15)

@@ -144,6 +144,7 @@ def test_celery_worker_pool(server, celery_client, tmp_path, pool):
     assert markers == [f"t{n}" for n in range(40)] + [f"a{n}" for n in range(async_tasks)]  # nobody wrote in between
     assert all(answer["name"] == f"celery-{answer['marker']}" for answer in answers[40:])
     for process, stats in figures.items():
+        assert stats["pools"] == 1, stats  # one pool for the alias in each process
         assert stats["checked_out"] == 0, stats  # every task gave its connection back, asyncio.run() ones too
         assert stats["timeouts"] == 0, stats
 

@@ -125,7 +125,8 @@ def test_worker_class_under_load(server, worker_class, mode):
     assert peak_held > 1, "requests never overlapped: the test proves nothing"
     for worker in served_by:
         own = [answer for answer in answers if answer["worker"] == worker]
-        assert assert_sessions_never_shared(own) <= POOL_SIZE + MAX_OVERFLOW, worker  # held at once
+        held_at_once = assert_sessions_never_shared(own)
+        assert held_at_once <= POOL_SIZE + MAX_OVERFLOW, (worker, held_at_once, figures[worker])
         sessions = {answer["pids"][0] for answer in own}
         others = {answer["pids"][0] for answer in answers if answer["worker"] != worker}
         assert not sessions & others, "two worker processes used the same session"
@@ -135,6 +136,7 @@ def test_worker_class_under_load(server, worker_class, mode):
 
     # What each worker's pool says afterwards.
     for worker, stats in figures.items():
+        assert stats["pools"] == 1, stats  # one pool per process for the alias
         assert stats["checked_out"] == 0, stats  # nothing left checked out
         assert stats["timeouts"] == 0, stats
     assert sum(stats["checkouts"] for stats in figures.values()) >= len(answers)
