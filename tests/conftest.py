@@ -19,6 +19,14 @@ import pytest
 from django.conf import settings
 
 from tests.aliases import TemporaryAliases
+
+# The PyMySQL environment: PyMySQL as MySQLdb, the way Django's docs (and
+# users' settings modules) set it up, before anything imports MySQLdb.
+if os.environ.get("DJPOOL_TEST_DRIVER") == "pymysql":
+    import pymysql
+
+    pymysql.install_as_MySQLdb()
+
 from tests.servers import BACKEND, SERVER_BACKENDS, Server, make_server
 
 SERVER = make_server() if BACKEND in SERVER_BACKENDS else None

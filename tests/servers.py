@@ -57,7 +57,7 @@ class Server:
                 return conn
         import MySQLdb
 
-        return MySQLdb.connect(host=HOST, port=self.port, user=self.user, passwd="", autocommit=True, connect_timeout=5)
+        return MySQLdb.connect(host=HOST, port=self.port, user=self.user, password="", autocommit=True, connect_timeout=5)
 
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         conn = self.admin_connect()

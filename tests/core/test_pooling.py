@@ -43,7 +43,7 @@ def test_django_holds_the_real_driver_connection(make_alias):
     conn = connections[make_alias()]
     conn.ensure_connection()
     module = type(conn.connection).__module__
-    assert module.split(".")[0] in {"psycopg", "psycopg2", "MySQLdb"}
+    assert module.split(".")[0] in {"psycopg", "psycopg2", "MySQLdb", "pymysql"}
     conn.close()
 
 

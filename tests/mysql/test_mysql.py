@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.db import connections
 
 pytestmark = pytest.mark.mysql
+
+# The matrix's PyMySQL environment (tests/conftest.py installs it as MySQLdb).
+DRIVER = "pymysql" if os.environ.get("DJPOOL_TEST_DRIVER") == "pymysql" else "MySQLdb"
+
+
+def test_the_environment_runs_on_its_driver(make_alias):
+    """The pooled connections are the driver's own: mysqlclient, or PyMySQL in its environment."""
+    conn = connections[make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})]
+    conn.ensure_connection()
+    try:
+        assert type(conn.connection).__module__.split(".")[0] == DRIVER
+        assert conn.djpool_sqlalchemy_dialect().driver == ("pymysql" if DRIVER == "pymysql" else "mysqldb")
+    finally:
+        conn.close()
 
 
 def session_status(cursor, name: str) -> int:
@@ -54,3 +70,40 @@ def test_user_variables_and_full_reset(make_alias):
     assert row[1] is None
     # The reset keeps the connection's character set (Django sets it at connect).
     assert row[2] == charset
+
+
+STANDALONE = """
+import importlib.util, json, os, sys
+assert importlib.util.find_spec("MySQLdb") is None, "mysqlclient is installed"
+import django
+from django.conf import settings
+settings.configure(DATABASES={"default": json.loads(os.environ["DJPOOL_DATABASE"])})
+django.setup()
+from django.db import connection
+with connection.cursor() as cursor:
+    cursor.execute("SELECT CONNECTION_ID()")
+    session = cursor.fetchone()[0]
+print(json.dumps({"module": type(connection.connection).__module__, "mysqldb": sys.modules["MySQLdb"].__name__,
+                  "session": session}))
+connection.close()
+"""
+
+
+def test_pymysql_stands_in_for_missing_mysqlclient(server):
+    """``djpool-mysql[pymysql]`` alone: the ENGINE installs PyMySQL as MySQLdb, no setup in settings."""
+    if DRIVER != "pymysql":
+        pytest.skip("the PyMySQL environment, where mysqlclient is not installed")
+    import json
+    import subprocess
+    import sys
+
+    database = server.settings(POOL_OPTIONS={"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
+    env = {key: value for key, value in os.environ.items() if key != "DJPOOL_TEST_DRIVER"}
+    result = subprocess.run(
+        [sys.executable, "-c", STANDALONE], env={**env, "DJPOOL_DATABASE": json.dumps(database)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout)
+    assert answer["module"].startswith("pymysql") and answer["mysqldb"] == "pymysql", answer
+    assert answer["session"] > 0

@@ -24,7 +24,7 @@ SUPPORTED_PYTHON = ("3.10", "3.11", "3.12", "3.13")
 #: The first extra is the one ``djpool[<vendor>]`` uses.
 DRIVER_EXTRAS: dict[str, dict[str, str]] = {
     "djpool-postgresql": {"psycopg": "psycopg", "psycopg2": "psycopg2-binary"},
-    "djpool-mysql": {"mysqlclient": "mysqlclient"},
+    "djpool-mysql": {"mysqlclient": "mysqlclient", "pymysql": "pymysql"},
     "djpool-oracle": {"oracledb": "oracledb"},
     "djpool-jdbc": {"jpype": "jpype1", "jaydebeapi": "jaydebeapi"},
 }

@@ -66,3 +66,51 @@ def test_no_rollback_is_sent_for_an_idle_connection(make_alias, server):
     conn.close()
     (query,) = server.query("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid])[0]
     assert query == "SELECT pg_backend_pid()"
+
+
+def test_threads_connecting_at_once_share_one_pool(make_alias, server):
+    """psycopg 3: the first connections of many threads at once go to one pool, not one per adapters context.
+
+    Django builds the adapters context through an lru_cache that threads
+    calling it at once can each fill; the registry keys pools by the
+    connection parameters, context included. Seen in gthread and uWSGI
+    threads workers: a process with two pools, over POOL_SIZE + MAX_OVERFLOW.
+    """
+    import sys
+    import threading
+
+    from django.db.backends.postgresql import base
+
+    from djpool.core import stats
+
+    if not base.is_psycopg3:
+        pytest.skip("psycopg2 has no adapters context")
+    from django.db.backends.postgresql.psycopg_any import get_adapters_template
+
+    threads_count = 16
+    alias = make_alias({"POOL_SIZE": threads_count, "MAX_OVERFLOW": 0, "TIMEOUT": 10})
+    barrier = threading.Barrier(threads_count)
+    errors: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            barrier.wait(10)
+            connections[alias].ensure_connection()
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connections[alias].close()
+
+    interval = sys.getswitchinterval()
+    get_adapters_template.cache_clear()  # the first connections in this process, as in a new worker
+    sys.setswitchinterval(1e-6)  # switch threads often enough for them to meet inside the cache
+    try:
+        threads = [threading.Thread(target=connect) for _ in range(threads_count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors
+    assert stats(alias)["pools"] == 1, stats(alias)

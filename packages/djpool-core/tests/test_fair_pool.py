@@ -121,3 +121,48 @@ def test_close_idle_since_keeps_the_minimum_in_one_round():
     assert (pool.checkedin(), pool.checkedout()) == (2, 0)
     # Nothing idle long enough: nothing closed.
     assert pool.close_idle_since(time.monotonic() - 60, keep=0) == 0
+
+
+class SlowClosing:
+    """A sqlite3 connection whose close() takes a while, and that counts the connections open at once."""
+
+    open_now = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._conn = sqlite3.connect(":memory:", check_same_thread=False)
+        with SlowClosing.lock:
+            SlowClosing.open_now += 1
+            SlowClosing.peak = max(SlowClosing.peak, SlowClosing.open_now)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def close(self) -> None:
+        time.sleep(0.05)  # a driver saying goodbye to the server
+        self._conn.close()
+        with SlowClosing.lock:
+            SlowClosing.open_now -= 1
+
+
+@pytest.mark.parametrize("how", ["overflow returned", "idle closed"])
+def test_a_slot_is_free_only_once_its_connection_is_closed(how):
+    """Never more than pool_size + max_overflow connections open at once, closing ones included."""
+    SlowClosing.open_now = SlowClosing.peak = 0
+    pool = FairQueuePool(SlowClosing, pool_size=1, max_overflow=1, timeout=5, reset_on_return=None)
+    first, second = pool.connect(), pool.connect()
+    first.close()  # idle
+    if how == "overflow returned":
+        closer = threading.Thread(target=second.close)  # no room among the idle: it is closed
+    else:
+        second.close()  # closed now (overflow); the first stays idle
+        closer = threading.Thread(target=pool.close_idle)
+    closer.start()
+    time.sleep(0.01)  # the close is under way
+    taken = [pool.connect(), pool.connect()]  # both slots: one must wait for the close
+    closer.join(5)
+    for conn in taken:
+        conn.close()
+    pool.dispose()
+    assert SlowClosing.peak <= 2

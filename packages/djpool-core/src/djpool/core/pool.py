@@ -103,6 +103,11 @@ class FairQueuePool(Pool):
         # the limit applies to.
         self._records: set[ConnectionPoolEntry] = set()
         self._opening = 0
+        # Records taken out of _records and being closed outside the lock:
+        # their slots count until the close is done, so that a new connection
+        # never opens while the old one is still open (never more than
+        # POOL_SIZE + MAX_OVERFLOW connections from one process at once).
+        self._closing = 0
         self._abandoned = False
         self._closed = False
 
@@ -185,8 +190,20 @@ class FairQueuePool(Pool):
                 self._idle.append((record, time.monotonic()))
                 return
             self._records.discard(record)
+            self._closing += 1
         # Overflow connection nobody waits for: close it outside the lock.
-        record.close()
+        self._close_then_free([record])
+
+    def _close_then_free(self, records: list[ConnectionPoolEntry]) -> None:
+        """Close records counted in ``_closing`` (lock not held), then free their slots."""
+        try:
+            for record in records:
+                record.close()
+        finally:
+            with self._lock:
+                self._closing -= len(records)
+                for _ in records:
+                    self._pass_capacity_on()
 
     def _open_record(self) -> ConnectionPoolEntry:
         """Open a connection in a slot already reserved by ``_opening``."""
@@ -206,7 +223,7 @@ class FairQueuePool(Pool):
         if self._max_overflow < 0:
             return True
         limit = self._pool_size + self._max_overflow
-        return len(self._records) + self._opening < limit
+        return len(self._records) + self._opening + self._closing < limit
 
     def _pass_capacity_on(self) -> None:
         """Give a freed slot to the oldest waiter (call with the lock held)."""
@@ -232,10 +249,8 @@ class FairQueuePool(Pool):
                 record = self._idle.popleft()[0]
                 self._records.discard(record)
                 closed.append(record)
-            for _ in closed:
-                self._pass_capacity_on()
-        for record in closed:
-            record.close()
+            self._closing += len(closed)
+        self._close_then_free(closed)
         return len(closed)
 
     def close(self) -> None:
@@ -309,9 +324,8 @@ class FairQueuePool(Pool):
                 self._idle = kept
                 for record in closed:
                     self._records.discard(record)
-                    self._pass_capacity_on()
-        for record in closed:
-            record.close()
+                self._closing += len(closed)
+        self._close_then_free(closed)
         return len(closed)
 
     def open_idle(self, minimum: int) -> bool:

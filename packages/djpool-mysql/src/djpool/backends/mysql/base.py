@@ -1,14 +1,37 @@
 """MySQL and MariaDB database backend for Django, with djpool's connection pool.
 
 Django's own MySQL backend runs unchanged; connections come from the pool.
-Requires mysqlclient: https://pypi.org/project/mysqlclient/
+Requires mysqlclient (https://pypi.org/project/mysqlclient/) or PyMySQL
+(https://pypi.org/project/PyMySQL/, the ``pymysql`` extra), which Django's
+backend imports as ``MySQLdb``: after ``pymysql.install_as_MySQLdb()``, or on
+its own when mysqlclient is not installed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.backends.mysql import base
+
+def _pymysql_as_mysqldb_without_mysqlclient() -> None:
+    """Let PyMySQL stand in for MySQLdb when mysqlclient is absent (``djpool-mysql[pymysql]``).
+
+    Django's MySQL backend imports ``MySQLdb``; PyMySQL's documented way to
+    be that module is ``install_as_MySQLdb()``. With mysqlclient installed,
+    or PyMySQL installed as MySQLdb already, nothing changes.
+    """
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        try:
+            import pymysql
+        except ImportError:
+            return  # Django's import below says that a driver is missing
+        pymysql.install_as_MySQLdb()
+
+
+_pymysql_as_mysqldb_without_mysqlclient()
+
+from django.db.backends.mysql import base  # noqa: E402
 
 from djpool.backends.mysql.checks import DatabaseValidation
 from djpool.backends.mysql.__about__ import __version__
@@ -18,6 +41,13 @@ from djpool.core.mixins import PooledDatabaseWrapperMixin
 
 # Keep in step with the djpool-core range in this package's pyproject.toml.
 require_core("djpool-mysql", __version__, minimum="0.1", below="1")
+
+#: True when ``MySQLdb`` is PyMySQL (installed as MySQLdb), not mysqlclient.
+USING_PYMYSQL = base.Database.__name__ == "pymysql"
+
+# MySQL 5.7.3+ and MariaDB 10.2.4+: reset the session, keep the login.
+# PyMySQL has no method for it (mysqlclient's change_user() is not there either).
+COM_RESET_CONNECTION = 0x1F
 
 
 def _mysqlclient_run_within(dbapi_connection: Any, query: bytes, timeout: float) -> None:
@@ -41,31 +71,70 @@ def _mysqlclient_rollback_within(dbapi_connection: Any, timeout: float) -> None:
     _mysqlclient_run_within(dbapi_connection, b"ROLLBACK", timeout)
 
 
+def _pymysql_call_within(dbapi_connection: Any, call: Any, timeout: float) -> None:
+    """Run ``call()`` with PyMySQL's socket timeouts cut to ``timeout`` seconds.
+
+    PyMySQL sets its socket's timeout to ``read_timeout``/``write_timeout``
+    before each read and write (no limit unless OPTIONS sets them): both are
+    lowered for this call and restored. A timeout makes PyMySQL close the
+    connection and raise "Lost connection ... (timed out)".
+    """
+    saved = dbapi_connection._read_timeout, dbapi_connection._write_timeout
+    dbapi_connection._read_timeout = dbapi_connection._write_timeout = timeout
+    try:
+        call()
+    except base.Database.OperationalError as error:
+        if isinstance(error.__cause__ or error.__context__, TimeoutError) or "timed out" in str(error):
+            raise NoAnswer(str(error)) from error
+        raise
+    finally:
+        dbapi_connection._read_timeout, dbapi_connection._write_timeout = saved
+
+
+def _pymysql_ping_within(dbapi_connection: Any, timeout: float) -> None:
+    _pymysql_call_within(dbapi_connection, lambda: dbapi_connection.ping(reconnect=False), timeout)
+
+
+def _pymysql_rollback_within(dbapi_connection: Any, timeout: float) -> None:
+    _pymysql_call_within(dbapi_connection, dbapi_connection.rollback, timeout)
+
+
 class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     validation_class = DatabaseValidation  # Django's checks plus djpool.W101
 
-    djpool_ping_within = staticmethod(_mysqlclient_ping_within)
-    djpool_rollback_within = staticmethod(_mysqlclient_rollback_within)
+    # A deadline for the pool's own round trips: mysqlclient sends, then
+    # waits on the socket; PyMySQL lowers its socket timeouts.
+    djpool_ping_within = staticmethod(_pymysql_ping_within if USING_PYMYSQL else _mysqlclient_ping_within)
+    djpool_rollback_within = staticmethod(_pymysql_rollback_within if USING_PYMYSQL else _mysqlclient_rollback_within)
     djpool_connect_timeout_option = "connect_timeout"
 
     def djpool_sqlalchemy_dialect(self) -> Any:
+        if USING_PYMYSQL:
+            from sqlalchemy.dialects.mysql.pymysql import MySQLDialect_pymysql
+
+            return MySQLDialect_pymysql(dbapi=base.Database)
         from sqlalchemy.dialects.mysql.mysqldb import MySQLDialect_mysqldb
 
         return MySQLDialect_mysqldb(dbapi=base.Database)
 
     def djpool_driver_autocommit(self, dbapi_connection: Any) -> bool | None:
-        # mysqlclient reads the server's status flag locally.
+        # mysqlclient and PyMySQL both read the server's status flag locally.
         return bool(dbapi_connection.get_autocommit())
 
     @staticmethod
     def djpool_in_transaction(dbapi_connection: Any) -> bool:
-        # mysqlclient reads the server's autocommit status flag locally. Django
+        # mysqlclient and PyMySQL read the server's autocommit status flag
+        # locally (PyMySQL from the last OK packet; only SET AUTOCOMMIT,
+        # which answers with one, changes it). Django
         # opens transactions by turning autocommit off, so with autocommit on
         # nothing is left to roll back, but for a raw "BEGIN": the driver does
         # not report that one, so the core watches the statement text for it.
         return not dbapi_connection.get_autocommit()
 
     def djpool_full_reset(self, dbapi_connection: Any, conn_params: dict[str, Any]) -> None:
+        if USING_PYMYSQL:
+            self._djpool_pymysql_full_reset(dbapi_connection)
+            return
         # COM_CHANGE_USER to the same account resets the session: user
         # variables, temporary tables, session variables, prepared statements.
         # The client's init_command does not run again after it, so replay it.
@@ -85,3 +154,25 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
                 cursor.execute(init_command)
             finally:
                 cursor.close()
+
+    @staticmethod
+    def _djpool_pymysql_full_reset(dbapi_connection: Any) -> None:
+        """PyMySQL: COM_RESET_CONNECTION, then what PyMySQL's connect() sets after logging in.
+
+        The reset clears what COM_CHANGE_USER does (user variables, temporary
+        tables, session variables, prepared statements) and rolls back, but
+        session variables go back to the server's defaults, character set
+        included: SET NAMES, sql_mode and init_command are sent again. A
+        dead connection raises here and the pool discards it.
+        """
+        dbapi_connection._execute_command(COM_RESET_CONNECTION, b"")
+        dbapi_connection._read_ok_packet()
+        dbapi_connection.set_character_set(dbapi_connection.charset, dbapi_connection.collation)
+        cursor = dbapi_connection.cursor()
+        try:
+            if dbapi_connection.sql_mode is not None:
+                cursor.execute("SET sql_mode=%s", (dbapi_connection.sql_mode,))
+            if dbapi_connection.init_command is not None:
+                cursor.execute(dbapi_connection.init_command)
+        finally:
+            cursor.close()

@@ -7,6 +7,7 @@ imported, else psycopg2. Requires psycopg >= 3.1.8 or psycopg2 >= 2.8.4.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -65,6 +66,14 @@ def _psycopg_rollback_within(dbapi_connection: Any, timeout: float) -> None:
     if prepared is not None:
         prepared.clear()
 
+# psycopg 3: one adapters context per (USE_TZ, time zone) for the process.
+# Django makes it with an lru_cache, which threads connecting for the first
+# time at once can each fill with a context of their own; the pool registry
+# keys pools by the connection parameters, context included, so each would
+# get a pool of its own (one process twice over POOL_SIZE + MAX_OVERFLOW).
+_contexts: dict[tuple[Any, ...], Any] = {}
+_contexts_lock = threading.Lock()
+
 
 class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
     """The PostgreSQL vendor hooks, shared by every PostgreSQL-based ENGINE
@@ -80,6 +89,16 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
     djpool_ping_within = staticmethod(_psycopg_ping_within) if base.is_psycopg3 else None
     djpool_rollback_within = staticmethod(_psycopg_rollback_within) if base.is_psycopg3 else None
     djpool_connect_timeout_option = "connect_timeout"
+
+    def get_connection_params(self) -> dict[str, Any]:
+        conn_params: dict[str, Any] = super().get_connection_params()  # type: ignore[misc]
+        context = conn_params.get("context")
+        if context is not None:
+            from django.conf import settings
+
+            with _contexts_lock:
+                conn_params["context"] = _contexts.setdefault((settings.USE_TZ, self.timezone), context)
+        return conn_params
 
     def djpool_sqlalchemy_dialect(self) -> Any:
         if base.is_psycopg3:
