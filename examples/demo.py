@@ -7,6 +7,11 @@ it: request_started, a view that reads and writes through the ORM, and
 request_finished when the server closes the response) and prints what the
 pool did and what the database server saw. (Django's test Client would not
 do: it keeps connections open across requests on purpose.)
+
+The server may be shared with other programs, so the demo counts only its own
+sessions: the server session ids (PostgreSQL backend PIDs, MariaDB connection
+ids) of the connections its pool opened, looked up in pg_stat_activity or
+information_schema.PROCESSLIST by a separate watcher connection.
 """
 
 from __future__ import annotations
@@ -43,6 +48,27 @@ from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
 from django.test import RequestFactory  # noqa: E402
 
 import djpool.core  # noqa: E402
+from djpool.core import signals  # noqa: E402
+
+#: Server session ids of the connections the pool opened (read from the
+#: driver, without a query): the demo's own sessions, whatever else runs there.
+OPENED_SESSIONS: set[int] = set()
+
+
+def session_id(dbapi_connection) -> int:
+    """The server's id for a driver connection: psycopg, psycopg2 or mysqlclient."""
+    if VENDOR == "mysql":
+        return dbapi_connection.thread_id()
+    info = getattr(dbapi_connection, "info", None)
+    backend_pid = getattr(info, "backend_pid", None)  # psycopg 3
+    return backend_pid if backend_pid is not None else dbapi_connection.get_backend_pid()  # psycopg2
+
+
+def remember_session(sender, dbapi_connection, **kwargs) -> None:
+    OPENED_SESSIONS.add(session_id(dbapi_connection))
+
+
+signals.connection_opened.connect(remember_session)
 
 
 class Visit(models.Model):
@@ -74,27 +100,39 @@ def main() -> None:
     threads, requests_per_thread = 32, 25
     peak = [0]
 
-    def count_server_sessions() -> int:
-        from django.db import connections
+    # The watcher's own connection, outside the pool (so not counted).
+    from django.db import connections
 
-        probe = connections.create_connection("default")
-        probe.settings_dict = {**probe.settings_dict, "POOL_OPTIONS": {}}
-        raw = probe.djpool_open_dbapi_connection(probe.get_connection_params())
+    probe = connections.create_connection("default")
+    watcher_connection = probe.djpool_open_dbapi_connection(probe.get_connection_params())
+    if VENDOR == "mysql":
+        watcher_connection.autocommit(True)
+    else:
+        watcher_connection.autocommit = True  # each count sees the server now, not a snapshot
+
+    def count_own_sessions() -> int:
+        """How many of the pool's sessions the server lists now."""
+        ids = sorted(OPENED_SESSIONS)
+        if not ids:
+            return 0
+        cursor = watcher_connection.cursor()
         try:
-            cursor = raw.cursor()
             if VENDOR == "postgresql":
-                cursor.execute("SELECT count(*) - 1 FROM pg_stat_activity WHERE datname = current_database()")
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [ids])
             else:
-                cursor.execute("SELECT count(*) - 1 FROM information_schema.processlist WHERE db = DATABASE()")
+                cursor.execute(
+                    f"SELECT count(*) FROM information_schema.processlist WHERE id IN ({', '.join(['%s'] * len(ids))})",
+                    ids,
+                )
             return int(cursor.fetchone()[0])
         finally:
-            raw.close()
+            cursor.close()
 
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], count_server_sessions())
+            peak[0] = max(peak[0], count_own_sessions())
             time.sleep(0.05)
 
     handler = WSGIHandler()
@@ -120,18 +158,27 @@ def main() -> None:
     watcher.join()
 
     pids = set(Visit.objects.values_list("backend_pid", flat=True))
+    rows = Visit.objects.count()
+    title = f"{connection.display_name} {'.'.join(map(str, connection.get_database_version()))}"
+    with connection.schema_editor() as editor:
+        editor.delete_model(Visit)
+    connection.close()  # the main thread gives its connection back too
+
     stats = djpool.core.stats("default")
-    print(f"djpool demo on {connection.display_name} {'.'.join(map(str, connection.get_database_version()))}")
+    print(f"djpool demo on {title}")
     print(f"  {threads} threads x {requests_per_thread} requests = {threads * requests_per_thread} requests in {elapsed:.2f} s")
-    print(f"  rows written: {Visit.objects.count()}, served by {len(pids)} server sessions")
-    print(f"  peak server connections for this database: {peak[0]} (limit POOL_SIZE 4 + MAX_OVERFLOW 2 = 6)")
+    print(f"  rows written: {rows}, served by {len(pids)} server sessions")
+    print(f"  server sessions opened by this pool: {len(OPENED_SESSIONS)}")
+    print(f"  peak of them open on the server at once: {peak[0]} (limit POOL_SIZE 4 + MAX_OVERFLOW 2 = 6)")
     print("  djpool.core.stats('default'):")
     for key, value in stats.items():
         print(f"    {key:16} {value:.4f}" if isinstance(value, float) else f"    {key:16} {value}")
-    with connection.schema_editor() as editor:
-        editor.delete_model(Visit)
-    connection.close()
     djpool.core.dispose()
+    deadline = time.monotonic() + 5  # the server lists a closed session until its process ends
+    while (still_open := count_own_sessions()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(f"  after djpool.core.dispose(): {still_open} of them still open on the server")
+    watcher_connection.close()
 
 
 if __name__ == "__main__":

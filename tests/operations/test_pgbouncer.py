@@ -110,7 +110,7 @@ def test_requests_through_pgbouncer_stay_within_its_server_connections(pgbouncer
     connections[direct].close()
     registry.close_all(direct)
 
-    # What the README recommends behind PgBouncer in transaction mode.
+    # What docs/backends/postgresql.md recommends behind PgBouncer in transaction mode.
     alias = make_alias(
         {"POOL_SIZE": 6, "MAX_OVERFLOW": 6, "TIMEOUT": 30},
         NAME="djpool_pgb",

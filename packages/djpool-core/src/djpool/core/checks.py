@@ -122,7 +122,7 @@ def _check_alias(alias: str, where: str, engine: str, settings_dict: dict[str, A
         messages.append(
             checks.Error(
                 str(error),
-                hint="See the POOL_OPTIONS table in djpool's README for every key and its allowed values.",
+                hint="See djpool's configuration reference (docs/configuration.md) for every key and its allowed values.",
                 id="djpool.E001",
             )
         )

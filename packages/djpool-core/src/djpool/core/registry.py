@@ -75,8 +75,8 @@ def stats(alias: str | None = None) -> dict[str, Any]:
     """Pool figures for this process: ``{alias: {...}}``, or one alias's dict.
 
     An alias can have several pools (one per set of connection parameters,
-    e.g. during tests); their figures are added up. Keys are documented in the
-    README ("Pool statistics").
+    e.g. during tests); their figures are added up. Keys are documented in
+    docs/operations.md ("Pool statistics").
     """
     totals: dict[str, dict[str, Any]] = {}
     for pool in pools(alias):
