@@ -42,37 +42,27 @@ def run(target: Target, duration: float) -> Outcome:
     deadline = time.monotonic() + duration
     alias = target.alias
 
-    def query() -> None:
-        with connections[alias].cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-
-    def cycles() -> None:
-        while time.monotonic() < deadline:
-            try:
-                query()
-                with lock:
-                    outcome.requests += 1
-            except Exception as error:  # noqa: BLE001 - counted
-                with lock:
-                    outcome.failed(error)
-            finally:
-                close_old_connections()
-                connections[alias].close()
-
-    def query_and_end() -> None:
+    def request() -> None:
+        """One query, counted as a request or an error."""
         try:
-            query()
+            with connections[alias].cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
             with lock:
                 outcome.requests += 1
         except Exception as error:  # noqa: BLE001 - counted
             with lock:
                 outcome.failed(error)
-        # ends without closing its connection
+
+    def cycles() -> None:
+        while time.monotonic() < deadline:
+            request()
+            close_old_connections()
+            connections[alias].close()
 
     def spawn() -> None:
         while time.monotonic() < deadline:
-            thread = threading.Thread(target=query_and_end)
+            thread = threading.Thread(target=request)  # ends without closing its connection
             thread.start()
             thread.join(TIMEOUT + 10)
             with lock:
