@@ -193,7 +193,7 @@ class ConnectionPool:
         """A record from the pool whose connection is open (reopened if it was
         invalidated or is past RECYCLE), waiting at most until ``deadline``."""
         pool = self.pool
-        record = pool._do_get(longest_idle, None if deadline is None else remaining(deadline))
+        record = pool._do_get(longest_idle, deadline)
         try:
             dbapi_connection = record.get_connection()  # type: ignore[attr-defined]
         except BaseException as error:

@@ -27,6 +27,7 @@ that would otherwise wait, checks it in, rolled back.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import weakref
@@ -78,8 +79,10 @@ class _ThreadEnd:
         self.leases.clear()
 
     def __del__(self) -> None:
-        # Runs in the ending thread, during its teardown.
-        self.ended()
+        # Runs in the ending thread, during its teardown. At interpreter
+        # exit the registry has closed the pools already.
+        if not sys.is_finalizing():
+            self.ended()
 
     def has_ended(self) -> bool:
         """True once its thread is known to have finished (its locals may not be freed yet)."""

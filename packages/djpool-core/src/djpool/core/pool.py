@@ -113,12 +113,13 @@ class FairQueuePool(Pool):
 
     # ##### SQLAlchemy Pool API #####
 
-    def _do_get(self, longest_idle: bool = False, timeout: float | None = None) -> ConnectionPoolEntry:
+    def _do_get(self, longest_idle: bool = False, deadline: float | None = None) -> ConnectionPoolEntry:
         """Take an idle record, a free slot, or wait in line for one.
 
         ``longest_idle`` takes the record idle the longest whatever
         ``use_lifo`` says (used to sweep idle connections for dead ones).
-        ``timeout`` is how long to wait (default: the pool's).
+        ``deadline`` (``time.monotonic()``) is when to stop waiting; by
+        default the pool's timeout from the moment the wait starts.
         """
         reclaim = self._reclaim
         while True:
@@ -143,7 +144,7 @@ class FairQueuePool(Pool):
         if waiter is None:
             return self._open_record()
         started = time.monotonic()
-        served = waiter.wait(self._timeout if timeout is None else timeout)
+        served = waiter.wait(self._timeout if deadline is None else max(0.0, deadline - started))
         if not served:
             with self._lock:
                 served = waiter.record is not None
