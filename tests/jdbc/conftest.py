@@ -39,6 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.configure(
         DATABASES={"default": servers.jdbc_settings(servers.POSTGRESQL, POOL_OPTIONS={"POOL_SIZE": 2, "TIMEOUT": 5})},
         INSTALLED_APPS=["django.contrib.contenttypes", "tests.testapp"],
+        ROOT_URLCONF="tests.testapp.urls",
         USE_TZ=True,
         TIME_ZONE="UTC",
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",

@@ -49,6 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.configure(
         DATABASES={"default": dict(FAKE_SETTINGS)},
         INSTALLED_APPS=["django.contrib.contenttypes", "tests.testapp"],
+        ROOT_URLCONF="tests.testapp.urls",
         USE_TZ=True,
         TIME_ZONE="UTC",
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
