@@ -368,4 +368,9 @@ def test_sessions_killed_at_random_under_load(mode, wsgi, items, make_alias, ser
     after = run_in_threads(8, lambda i: [wsgi.get("pid", db=alias)[0] for _ in range(5)])
     assert [status for statuses in after for status in statuses] == [200] * 40
     assert stats(alias)["checked_out"] == 0
+    # A session the chaos killed, or an overflow connection closed a moment
+    # ago, may still be listed while its server thread winds down.
+    deadline = time.monotonic() + 5
+    while len(server.session_ids() - baseline_sessions) > pool_size and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(server.session_ids() - baseline_sessions) <= pool_size
