@@ -94,6 +94,8 @@ class ConnectionPool:
                 if wrapper.djpool_ping_within is None and wrapper.djpool_rollback_within is None
                 else ("pre-ping" if wrapper.djpool_ping_within is None else "reset on return"),
             )
+        # VALIDATION_TIMEOUT in force (read on every return: computed once).
+        self.validation_timeout = options.health_check_timeout
         self.checkouts = 0
         self.connects = 0
         self.timeouts = 0
@@ -242,7 +244,7 @@ class ConnectionPool:
         if self._echo_debug and self.pool.logger.isEnabledFor(logging.DEBUG):
             self.pool.logger.debug("Connection %r being returned to pool", dbapi_connection)
         try:
-            rolled_back = self.dialect.reset(dbapi_connection, record.info, rollback, self.options.health_check_timeout)
+            rolled_back = self.dialect.reset(dbapi_connection, record.info, rollback, self.validation_timeout)
         except NoAnswer as error:
             # Closed without a round trip: request_finished must not wait
             # for a server that does not answer.
@@ -252,7 +254,7 @@ class ConnectionPool:
                 "Database %r did not answer the reset of a returned connection within %g s "
                 "(VALIDATION_TIMEOUT); closing that connection",
                 self.alias,
-                self.options.health_check_timeout,
+                self.validation_timeout,
             )
             record.invalidate(error)
             return
@@ -329,7 +331,7 @@ class ConnectionPool:
             if left <= 0:
                 self.pool._do_return_conn(record)  # unchecked, as it was
                 raise PoolTimeout(self._no_answer_message(self.options.timeout, "TIMEOUT"))
-            timeout = min(self.options.health_check_timeout, left)
+            timeout = min(self.validation_timeout, left)
             try:
                 alive = self.dialect.ping(record.dbapi_connection, timeout)
             except NoAnswer as error:
@@ -338,10 +340,10 @@ class ConnectionPool:
                 self._last_error = self._no_answer_at = time.monotonic()
                 record.invalidate(error)
                 self.pool._do_return_conn(record)
-                if timeout < self.options.health_check_timeout:
+                if timeout < self.validation_timeout:
                     raise PoolTimeout(self._no_answer_message(self.options.timeout, "TIMEOUT")) from None
                 raise PoolTimeout(
-                    self._no_answer_message(self.options.health_check_timeout, "VALIDATION_TIMEOUT")
+                    self._no_answer_message(self.validation_timeout, "VALIDATION_TIMEOUT")
                 ) from None
             if alive:
                 return record

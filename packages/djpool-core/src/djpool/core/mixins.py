@@ -369,7 +369,8 @@ class PooledDatabaseWrapperMixin:
         self.connection = None
         if record is None or pool is None:
             return
-        self._djpool_close_chunked_cursors()
+        if self._djpool_chunked_cursors:
+            self._djpool_close_chunked_cursors()
         with self.wrap_database_errors:  # type: ignore[attr-defined]
             pool.checkin(
                 record,

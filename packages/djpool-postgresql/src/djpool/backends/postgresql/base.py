@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+from django.conf import settings
 from django.db.backends.postgresql import base
 
 from djpool.backends.postgresql.__about__ import __version__
@@ -94,10 +95,12 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
         conn_params: dict[str, Any] = super().get_connection_params()  # type: ignore[misc]
         context = conn_params.get("context")
         if context is not None:
-            from django.conf import settings
-
-            with _contexts_lock:
-                conn_params["context"] = _contexts.setdefault((settings.USE_TZ, self.timezone), context)
+            key = (settings.USE_TZ, self.timezone)
+            shared = _contexts.get(key)  # once set, read without the lock (every connect())
+            if shared is None:
+                with _contexts_lock:
+                    shared = _contexts.setdefault(key, context)
+            conn_params["context"] = shared
         return conn_params
 
     def djpool_sqlalchemy_dialect(self) -> Any:
