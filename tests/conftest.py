@@ -125,3 +125,28 @@ def run_in_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
     if errors:
         raise errors[0]
     return results
+
+
+def hold_in_thread(alias: str, release: threading.Event) -> threading.Thread:
+    """Start a thread that takes a connection of ``alias`` (one query) and holds it until ``release``.
+
+    Returns once the connection is held; the thread closes its connections when released.
+    """
+    from django.db import connections
+
+    holding = threading.Event()
+
+    def run() -> None:
+        try:
+            with connections[alias].cursor() as cursor:
+                cursor.execute("SELECT 1")
+            holding.set()
+            release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert holding.wait(10), "the thread never got its connection"
+    return thread
+

@@ -28,6 +28,7 @@ if not settings.configured:  # the toolbar reads settings on import; only the se
 
 from djpool.core.contrib import debug_toolbar as pool_panel  # noqa: E402
 from tests.operations.toolbar_site import MARKED_QUERY, toolbar_installed, toolbar_settings  # noqa: E402
+from tests.conftest import hold_in_thread
 
 pytestmark = pytest.mark.server_backed
 
@@ -118,20 +119,8 @@ def test_transaction_mode_each_take_back_is_a_checkout(make_alias, toolbar, serv
 
 def test_the_wait_for_a_busy_pool_is_shown_and_titled(make_alias, toolbar, server):
     alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 10})
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        try:
-            with connections[alias].cursor() as cursor:
-                cursor.execute("SELECT 1")
-            holding.set()
-            release.wait(10)
-        finally:
-            connections.close_all()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert holding.wait(10)
+    release = threading.Event()
+    holder = hold_in_thread(alias, release)
     timer = threading.Timer(0.2, release.set)
     timer.start()
     try:

@@ -35,6 +35,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from tests.operations.toolbar_site import toolbar_installed  # noqa: E402
 from tests.servers import BACKEND  # noqa: E402
+from tests.conftest import hold_in_thread
 
 pytestmark = pytest.mark.server_backed
 
@@ -109,20 +110,8 @@ def browser() -> Iterator[webdriver.Chrome]:
 def test_panel_shows_the_checkout_session_and_wait_in_a_browser(make_alias, live_site, browser, server):
     alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 10})
     # Another thread holds the one connection until the page's request has waited 0.3 s.
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        try:
-            with connections[alias].cursor() as cursor:
-                cursor.execute("SELECT 1")
-            holding.set()
-            release.wait(10)
-        finally:
-            connections.close_all()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert holding.wait(10)
+    release = threading.Event()
+    holder = hold_in_thread(alias, release)
 
     def release_after_the_page_waited() -> None:
         deadline = time.monotonic() + WAIT

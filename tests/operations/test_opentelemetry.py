@@ -16,6 +16,7 @@ import pytest
 from django.db import connections
 
 from djpool.core import PoolTimeout, registry, signals
+from tests.conftest import hold_in_thread
 
 otel_sdk = pytest.importorskip("opentelemetry.sdk.metrics", reason="needs opentelemetry-sdk")
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
@@ -91,21 +92,6 @@ def backend_pid(alias: str) -> int:
         return int(cursor.fetchone()[0])
 
 
-def hold_in_thread(alias: str, release: threading.Event, ready: threading.Event) -> threading.Thread:
-    def run() -> None:
-        try:
-            backend_pid(alias)
-            ready.set()
-            release.wait(10)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    assert ready.wait(10)
-    return thread
-
-
 def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -144,8 +130,8 @@ def test_counts_match_stats_and_the_server_after_a_known_workload(make_alias, re
     # Sessions other pools (other aliases, earlier tests) keep on the database.
     others = server.session_ids()
     pool_stats = lambda: registry.stats(alias)  # noqa: E731
-    release, ready = threading.Event(), threading.Event()
-    holder = hold_in_thread(alias, release, ready)
+    release = threading.Event()
+    holder = hold_in_thread(alias, release)
 
     # A waiter in line: pending_requests sees it while it waits.
     waiter_pid: list[int] = []

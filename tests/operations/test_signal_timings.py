@@ -11,6 +11,7 @@ import pytest
 from django.db import connections
 
 from djpool.core import registry, signals
+from tests.conftest import hold_in_thread
 
 pytestmark = pytest.mark.server_backed
 
@@ -62,19 +63,8 @@ def test_connect_time_wait_time_and_pinged(make_alias, events, server):
     assert of(events, "connection_checked_out", alias)[1]["pinged"] is True
 
     # A checkout that waits for another thread's connection: wait_time covers the wait.
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        try:
-            pid(alias)
-            holding.set()
-            release.wait(10)
-        finally:
-            connections.close_all()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert holding.wait(10)
+    release = threading.Event()
+    holder = hold_in_thread(alias, release)
     threading.Timer(0.2, release.set).start()
     pid(alias)
     connections[alias].close()
