@@ -329,8 +329,14 @@ class ConnectionPool:
         for _ in range(self.options.pool_size + 1):
             left = remaining(deadline)
             if left <= 0:
+                # The wait (or the sweep) used up TIMEOUT: no time to check it.
                 self.pool._do_return_conn(record)  # unchecked, as it was
-                raise PoolTimeout(self._no_answer_message(self.options.timeout, "TIMEOUT"))
+                self.timeouts += 1
+                raise PoolTimeout(
+                    f"djpool: the {self.options.timeout:g} s TIMEOUT of a checkout from database "
+                    f"{self.alias!r} ran out before its connection could be health-checked (waiting "
+                    f"for it and replacing dead connections took it all)."
+                )
             timeout = min(self.validation_timeout, left)
             try:
                 alive = self.dialect.ping(record.dbapi_connection, timeout)
