@@ -211,33 +211,34 @@ def test_threads_ending_without_closing_never_starve_the_pool(make_alias, server
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
-    def query_and_end(seen: list[int]) -> None:
+    def query_and_end(seen: list[tuple[int, float]]) -> None:
         try:
             conn = connections[alias]
-            conn.ensure_connection()
-            seen.append(id(conn.connection))
             with conn.cursor() as cursor:
                 cursor.execute("SELECT 1")
             if mode == "transaction":
                 conn.set_autocommit(False)  # transaction mode: hold it, as a session does
                 with conn.cursor() as cursor:
                     cursor.execute("SELECT 1")
+            # The connection it ends holding, and since when (transaction mode
+            # gave one back after the first query already).
+            seen.append((id(conn.connection), time.monotonic()))
         except BaseException as error:  # noqa: BLE001
             errors.append(error)
 
     def spawn() -> None:
         while time.monotonic() < deadline:
-            seen: list[int] = []
+            seen: list[tuple[int, float]] = []
             thread = threading.Thread(target=query_and_end, args=(seen,))
-            started = time.monotonic()
             thread.start()
             thread.join(10)
             ended = time.monotonic()
             if not seen:
                 continue
-            returned = checkins.first_after(seen[0], since=started)
+            connection_id, held_since = seen[0]
+            returned = checkins.first_after(connection_id, since=held_since)
             if returned is None:
-                lost.append(seen[0])
+                lost.append(connection_id)
             else:
                 delays.append(returned - ended)
 
