@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -157,12 +158,21 @@ class ConnectionPool:
         wait for a connection, its pre-ping (and the sweep for dead ones)
         and opening a new one.
         """
-        deadline = time.monotonic() + self.options.timeout
+        started = time.monotonic()
+        deadline = started + self.options.timeout
         _creating.wrapper = wrapper
         _creating.deadline = deadline
         pinged = False
         try:
-            record = self._take(deadline=deadline)
+            # _take(), inline: one call fewer per request.
+            record = self.pool._do_get(False, deadline)
+            try:
+                record.get_connection()  # type: ignore[attr-defined]
+            except BaseException:
+                self._free_unopened(record)
+                raise
+            if self._echo_debug:
+                self._log_checkout(record)
             last_used = record.info.get(LAST_USED)
             # A connection whose last request saw a database error is checked
             # even with PRE_PING off: the driver may not know the server closed
@@ -172,7 +182,9 @@ class ConnectionPool:
                 or (
                     self.options.pre_ping
                     # idle long enough, or idle when another request saw an error
-                    and (time.monotonic() - last_used >= self.options.pre_ping_idle or last_used <= self._last_error)
+                    # (the idle time as of the start of the checkout: one that
+                    # waited was handed a connection just returned)
+                    and (started - last_used >= self.options.pre_ping_idle or last_used <= self._last_error)
                 )
             ):
                 pinged = True
@@ -188,26 +200,32 @@ class ConnectionPool:
         self.checkouts += 1
         if self.leaks is not None or signals.connection_checked_out.receivers or signals.connection_checked_in.receivers:
             # The signal's wait_time: from the deadline, no extra clock read.
-            leaks.on_checkout(self, record, deadline - self.options.timeout, pinged)
+            leaks.on_checkout(self, record, started, pinged)
         return record
 
     def _take(self, longest_idle: bool = False, deadline: float | None = None) -> ConnectionPoolEntry:
         """A record from the pool whose connection is open (reopened if it was
         invalidated or is past RECYCLE), waiting at most until ``deadline``."""
-        pool = self.pool
-        record = pool._do_get(longest_idle, deadline)
+        record = self.pool._do_get(longest_idle, deadline)
         try:
-            dbapi_connection = record.get_connection()  # type: ignore[attr-defined]
-        except BaseException as error:
-            # Its connection could not be reopened: the slot goes back empty.
-            try:
-                record.invalidate(error)
-            finally:
-                pool._do_return_conn(record)
+            record.get_connection()  # type: ignore[attr-defined]
+        except BaseException:
+            self._free_unopened(record)
             raise
-        if self._echo_debug and pool.logger.isEnabledFor(logging.DEBUG):
-            pool.logger.debug("Connection %r checked out from pool", dbapi_connection)
+        if self._echo_debug:
+            self._log_checkout(record)
         return record
+
+    def _free_unopened(self, record: ConnectionPoolEntry) -> None:
+        """A record taken whose connection could not be (re)opened: its slot goes back empty."""
+        try:
+            record.invalidate(sys.exc_info()[1])
+        finally:
+            self.pool._do_return_conn(record)
+
+    def _log_checkout(self, record: ConnectionPoolEntry) -> None:
+        if self.pool.logger.isEnabledFor(logging.DEBUG):
+            self.pool.logger.debug("Connection %r checked out from pool", record.dbapi_connection)
 
     def checkin(
         self, record: ConnectionPoolEntry, suspect: bool = False, discard: bool = False, rollback: bool = False
@@ -221,31 +239,47 @@ class ConnectionPool:
         driver reports no transaction (one opened with raw SQL on MySQL).
         """
         dbapi_connection = record.dbapi_connection
+        returned_at = time.monotonic()
         if dbapi_connection is not None:
-            record.info[LAST_USED] = SUSPECT if suspect else time.monotonic()
+            record.info[LAST_USED] = SUSPECT if suspect else returned_at
         if suspect:
             # If the server dropped this connection it may have dropped them
             # all (a restart): check every one that was idle meanwhile before
             # handing it out, instead of failing one request per connection.
-            self._last_error = time.monotonic()
+            self._last_error = returned_at
         if self.leaks is not None or signals.connection_checked_in.receivers:
             leaks.on_checkin(self, record)
         try:
-            if discard and dbapi_connection is not None:
+            if dbapi_connection is None:
+                pass
+            elif discard:
                 logger.info("Discarding a connection of pool %r that Django found unusable", self.alias)
                 record.invalidate()
-            elif dbapi_connection is not None:
-                self._reset(record, dbapi_connection, rollback)
+            else:
+                if self._echo_debug and self.pool.logger.isEnabledFor(logging.DEBUG):
+                    self.pool.logger.debug("Connection %r being returned to pool", dbapi_connection)
+                try:
+                    rolled_back = self.dialect.reset(dbapi_connection, record.info, rollback, self.validation_timeout)
+                except BaseException as error:
+                    self._reset_failed(record, error)
+                    if not isinstance(error, Exception):
+                        raise
+                else:
+                    if signals.connection_reset.receivers:
+                        signals.send(
+                            signals.connection_reset,
+                            self,
+                            dbapi_connection=dbapi_connection,
+                            rolled_back=rolled_back,
+                            full_reset=self.options.reset_on_return == "full",
+                        )
         finally:
             # An invalidated record frees its slot there.
-            self.pool._do_return_conn(record)
+            self.pool._do_return_conn(record, returned_at)
 
-    def _reset(self, record: ConnectionPoolEntry, dbapi_connection: Any, rollback: bool = False) -> None:
-        if self._echo_debug and self.pool.logger.isEnabledFor(logging.DEBUG):
-            self.pool.logger.debug("Connection %r being returned to pool", dbapi_connection)
-        try:
-            rolled_back = self.dialect.reset(dbapi_connection, record.info, rollback, self.validation_timeout)
-        except NoAnswer as error:
+    def _reset_failed(self, record: ConnectionPoolEntry, error: BaseException) -> None:
+        """Close a returned connection whose rollback (or full reset) failed or got no answer."""
+        if isinstance(error, NoAnswer):
             # Closed without a round trip: request_finished must not wait
             # for a server that does not answer.
             self.validation_timeouts += 1
@@ -258,22 +292,10 @@ class ConnectionPool:
             )
             record.invalidate(error)
             return
-        except BaseException as error:
-            # Most often the server closed it during the request; a
-            # connection that cannot be rolled back is never handed out again.
-            logger.info("Resetting a returned connection of pool %r failed; closing it: %r", self.alias, error)
-            record.invalidate(error)
-            if not isinstance(error, Exception):
-                raise
-            return
-        if signals.connection_reset.receivers:
-            signals.send(
-                signals.connection_reset,
-                self,
-                dbapi_connection=dbapi_connection,
-                rolled_back=rolled_back,
-                full_reset=self.options.reset_on_return == "full",
-            )
+        # Most often the server closed it during the request; a connection
+        # that cannot be rolled back is never handed out again.
+        logger.info("Resetting a returned connection of pool %r failed; closing it: %r", self.alias, error)
+        record.invalidate(error)
 
     # ##### Connections whose holder went away #####
 

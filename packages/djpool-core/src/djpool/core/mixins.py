@@ -16,24 +16,36 @@ comes from and where it goes:
   attributes that setup produced when another wrapper reuses the connection.
 * ``_close()`` gives the connection back (rolled back if a transaction is
   open) instead of closing it.
+* At a request boundary (``close_old_connections()``), where stock Django
+  closes the connection, it goes back to the pool and the wrapper stays
+  *parked* on its pool: the next request's first cursor takes a connection
+  from that pool without Django's ``connect()`` (settings read, state resets,
+  per-connection setup), which costs more than the rest of a request's
+  pooling. ``connection_created`` is still sent then, once per request.
+  Changed settings, an explicit ``close()`` or ``connect()`` end the parking:
+  the next use connects as stock.
 * With ``POOL_MODE = "transaction"``, the connection also goes back as soon as
-  the last cursor is closed outside a transaction. To Django the wrapper stays
-  connected until the request ends: its next cursor takes a connection from
-  the same pool without running ``connect()`` again.
+  the last cursor is closed outside a transaction, parked the same way
+  within the request.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import time
 import weakref
+from _thread import get_ident as _get_ident
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.base.base import NO_DB_ALIAS
+from django.db.backends.signals import connection_created
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 from djpool.core import registry
@@ -88,6 +100,14 @@ class PooledDatabaseWrapperMixin:
         # use takes a connection straight from this pool. None once Django
         # closes the wrapper or connects it again.
         self._djpool_parked_in: ConnectionPool | None = None
+        # Parked at a request boundary: the next take-back starts a request,
+        # doing what connect() would that the connection does not carry.
+        self._djpool_new_request = False
+        # The settings of the last connect() (nested dicts copied), and the
+        # count of setting_changed signals then: parking never outlives a
+        # change of either.
+        self._djpool_settings_seen: dict[str, Any] | None = None
+        self._djpool_settings_generation = -1
         # Transaction mode: held between disable_constraint_checking() and
         # enable_constraint_checking() (MySQL's session-level foreign_key_checks).
         self._djpool_pinned = False
@@ -112,6 +132,21 @@ class PooledDatabaseWrapperMixin:
                 self._djpool_settings_error = error
         self._djpool_transaction_mode = (
             self.djpool_options is not None and self.djpool_options.pool_mode == "transaction"
+        )
+        # What a pooled connection's cursors are given (see _djpool_watch()).
+        self._djpool_cursor_watcher: type | None = (
+            _ReleasingCursor
+            if self._djpool_transaction_mode
+            else _StatementWatchingCursor
+            if self.djpool_watch_transaction_statements
+            else None
+        )
+        # Whether the vendor overrides these hooks: where it does not, a
+        # request pays no call for them.
+        cls = type(self)
+        self._djpool_taken_hook = cls.djpool_connection_taken is not PooledDatabaseWrapperMixin.djpool_connection_taken
+        self._djpool_refresh_hook = (
+            cls.djpool_refresh_connection_state is not PooledDatabaseWrapperMixin.djpool_refresh_connection_state
         )
 
     def _djpool_validate_settings(self) -> PoolOptions:
@@ -226,7 +261,12 @@ class PooledDatabaseWrapperMixin:
         # OPTIONS['pool'] would otherwise be refused for another reason).
         self._djpool_raise_settings_error()
         self._djpool_parked_in = None
+        self._djpool_new_request = False
         self._djpool_raw_transaction = False
+        self._djpool_settings_seen = {
+            name: dict(value) if type(value) is dict else value for name, value in self.settings_dict.items()
+        }
+        self._djpool_settings_generation = _settings_generation
         self._djpool_connecting = True
         try:
             super().connect()  # type: ignore[misc]
@@ -240,14 +280,18 @@ class PooledDatabaseWrapperMixin:
         return super().get_autocommit()  # type: ignore[no-any-return, misc]
 
     def _djpool_take_back(self) -> None:
-        """Transaction mode: give a wrapper parked between transactions a connection again.
+        """Give a parked wrapper a connection again, without Django's ``connect()``.
 
-        Django's ``connect()`` resets the wrapper's transaction state, reads
-        the settings, runs the per-connection setup and sends
-        ``connection_created``: all done already for this wrapper, which has
-        not been closed. Only what belongs to the driver connection is
-        redone: the autocommit mode (when it differs) and the setup state
-        that ``init_connection_state()`` restores from the connection.
+        ``connect()`` resets the wrapper's transaction state, reads the
+        settings, runs the per-connection setup and sends
+        ``connection_created``. A parked wrapper has done all that and not
+        been closed since: only what belongs to the driver connection is
+        redone (its autocommit mode when it differs, the setup state that
+        ``init_connection_state()`` restores from the connection) and, first
+        thing in a request, what ``connect()`` does per request (the
+        CONN_MAX_AGE clock, the health-check and error flags,
+        ``connection_created``). If the settings changed since the wrapper
+        connected, it is not taken back: Django's ``connect()`` runs.
 
         Called where Django is about to use the connection (before a cursor;
         ``atomic()``), not from ``ensure_connection()``, which Django's own
@@ -255,23 +299,53 @@ class PooledDatabaseWrapperMixin:
         parked wrapper connects anew, which is only slower.
         """
         pool = self._djpool_parked_in
-        if pool is None or pool.retired:
+        if pool is None:
             return
         self._djpool_parked_in = None
+        new_request = self._djpool_new_request
+        if pool.retired or (
+            new_request
+            and (
+                self._djpool_settings_generation != _settings_generation
+                or self.settings_dict != self._djpool_settings_seen
+            )
+        ):
+            return
         self._djpool_connecting = True
         try:
-            with self.wrap_database_errors:  # type: ignore[attr-defined]
-                record = pool.checkout(self)
-                self._djpool_lease.take(pool, record)
-                self._djpool_open_cursors = 0
-                self.connection = record.dbapi_connection
+            record = pool.checkout(self)
+            self._djpool_lease.take(pool, record)
+            self._djpool_open_cursors = 0
+            connection = self.connection = record.dbapi_connection
+            if self._djpool_taken_hook:
                 self.djpool_connection_taken()
-                self.errors_occurred = False
-                self.health_check_done = True
-                self._set_autocommit(True)
+            self.errors_occurred = False
+            self.health_check_done = True
+            autocommit = self.autocommit  # type: ignore[attr-defined]
+            if self.djpool_driver_autocommit(connection) != autocommit:
+                super()._set_autocommit(autocommit)  # type: ignore[misc]
+            state = record.info.get(INITIALIZED_STATE)
+            if state is None:
                 self.init_connection_state()
+            else:
+                if state:
+                    self.__dict__.update(state)
+                if self._djpool_refresh_hook:
+                    self.djpool_refresh_connection_state()
+        except Exception:
+            # Driver errors become Django's, as within connect() (entering
+            # wrap_database_errors only then saves two calls per request).
+            with self.wrap_database_errors:  # type: ignore[attr-defined]
+                raise
         finally:
             self._djpool_connecting = False
+        if new_request:
+            self._djpool_new_request = False
+            max_age = self.settings_dict["CONN_MAX_AGE"]
+            if max_age:
+                self.close_at = time.monotonic() + max_age
+            if connection_created.receivers:  # send() itself checks too, in a call
+                connection_created.send(sender=self.__class__, connection=self)
 
     def close(self) -> None:
         # A wrapper parked between transactions has no driver connection, so
@@ -298,7 +372,8 @@ class PooledDatabaseWrapperMixin:
             raise
         self._djpool_lease.take(pool, record)
         self._djpool_open_cursors = 0
-        self.djpool_connection_taken()
+        if self._djpool_taken_hook:
+            self.djpool_connection_taken()
         return record.dbapi_connection
 
     def _djpool_raise_settings_error(self) -> None:
@@ -329,7 +404,8 @@ class PooledDatabaseWrapperMixin:
         # had; called explicitly, Django's setup runs again, as it would stock.
         if state is not None and self._djpool_connecting:
             self.__dict__.update(state)
-            self.djpool_refresh_connection_state()
+            if self._djpool_refresh_hook:
+                self.djpool_refresh_connection_state()
             return
         super().init_connection_state()  # type: ignore[misc]
         info[INITIALIZED_STATE] = {
@@ -369,9 +445,9 @@ class PooledDatabaseWrapperMixin:
         self.connection = None
         if record is None or pool is None:
             return
-        if self._djpool_chunked_cursors:
+        if self._djpool_chunked_cursors.data:  # the WeakSet's own set: no call when empty
             self._djpool_close_chunked_cursors()
-        with self.wrap_database_errors:  # type: ignore[attr-defined]
+        try:
             pool.checkin(
                 record,
                 rollback=rollback,
@@ -379,6 +455,11 @@ class PooledDatabaseWrapperMixin:
                 discard=self._djpool_health_checking
                 or (self._djpool_errors_checking and self.errors_occurred),  # type: ignore[attr-defined]
             )
+        except Exception:
+            # Driver errors become Django's (entered only then: two calls
+            # fewer per request).
+            with self.wrap_database_errors:  # type: ignore[attr-defined]
+                raise
 
     def close_if_health_check_failed(self) -> None:
         # Django runs this before every cursor, just before ensure_connection().
@@ -397,14 +478,34 @@ class PooledDatabaseWrapperMixin:
             self._djpool_health_checking = False
 
     def close_if_unusable_or_obsolete(self) -> None:
+        # Django calls this at both ends of a request (close_old_connections()).
+        if self.connection is None:
+            if self._djpool_parked_in is not None:
+                self._djpool_new_request = True
+            return
+        # Where stock Django would close a connection it finds usable and
+        # obsolete (always, with CONN_MAX_AGE = 0): give it back and park
+        # instead. The same tests as Django's, without a call each.
+        close_at = self.close_at  # type: ignore[attr-defined]
+        if (
+            close_at is not None
+            and self._djpool_lease.record is not None
+            and not self.errors_occurred  # type: ignore[attr-defined]
+            and not self.in_atomic_block  # type: ignore[attr-defined]
+            and self.autocommit == self.settings_dict["AUTOCOMMIT"]  # type: ignore[attr-defined]
+            and time.monotonic() >= close_at
+        ):
+            if self._thread_ident != _get_ident():  # type: ignore[attr-defined]
+                self.validate_thread_sharing()  # type: ignore[attr-defined]
+            self.run_on_commit = []
+            pool = self._djpool_lease.pool
+            self._djpool_release()
+            self._djpool_parked_in = pool
+            self._djpool_new_request = True
+            return
         # A connection that had errors is closed here when is_usable() says no
         # (Django resets errors_occurred when it says yes); an obsolete
         # connection without errors goes back as usual.
-        if self.connection is None:
-            # A request boundary: a connection that transaction mode handed
-            # back is closed to Django, as stock closes CONN_MAX_AGE = 0 ones.
-            self._djpool_parked_in = None
-            return
         self._djpool_errors_checking = True
         try:
             super().close_if_unusable_or_obsolete()  # type: ignore[misc]
@@ -481,14 +582,20 @@ class PooledDatabaseWrapperMixin:
         return cursor
 
     def make_cursor(self, cursor: Any) -> CursorWrapper:
-        return self._djpool_watch(super().make_cursor(cursor))  # type: ignore[misc]
+        wrapper = super().make_cursor(cursor)  # type: ignore[misc]
+        if self._djpool_cursor_watcher is not None and self._djpool_lease.record is not None:
+            self._djpool_watch(wrapper)
+        return wrapper  # type: ignore[no-any-return]
 
     def make_debug_cursor(self, cursor: Any) -> CursorWrapper:
         # The vendor's own wrapper class is kept (PostgreSQL's debug wrapper
         # logs copy()): djpool only adds to execute() and close().
-        return self._djpool_watch(super().make_debug_cursor(cursor))  # type: ignore[misc]
+        wrapper = super().make_debug_cursor(cursor)  # type: ignore[misc]
+        if self._djpool_cursor_watcher is not None and self._djpool_lease.record is not None:
+            self._djpool_watch(wrapper)
+        return wrapper  # type: ignore[no-any-return]
 
-    def _djpool_watch(self, wrapper: CursorWrapper) -> CursorWrapper:
+    def _djpool_watch(self, wrapper: CursorWrapper) -> None:
         """Give a pooled connection's cursor what djpool must see of it.
 
         Transaction mode counts open cursors, to release when the last
@@ -496,13 +603,12 @@ class PooledDatabaseWrapperMixin:
         transactions, session-level SET); session mode reads them only where
         the driver cannot see a raw transaction.
         """
-        if self._djpool_lease.record is not None:
-            if self._djpool_transaction_mode:
-                self._djpool_open_cursors += 1
-                wrapper.__class__ = _watching_class(_ReleasingCursor, type(wrapper))
-            elif self.djpool_watch_transaction_statements:
-                wrapper.__class__ = _watching_class(_StatementWatchingCursor, type(wrapper))
-        return wrapper
+        watcher = self._djpool_cursor_watcher
+        if self._djpool_transaction_mode:
+            self._djpool_open_cursors += 1
+        cls = type(wrapper)
+        watching = _watching_classes.get((watcher, cls))
+        wrapper.__class__ = watching if watching is not None else _watching_class(watcher, cls)  # type: ignore[arg-type]
 
     def disable_constraint_checking(self) -> bool:
         # MySQL turns foreign_key_checks off for the session, outside any
@@ -616,6 +722,26 @@ _RAW_STATEMENT = re.compile(
     re.IGNORECASE,
 )
 _warned_statements: set[str] = set()
+# The first three characters of what _RAW_STATEMENT can match, in any case
+# (after leading space, which is left to the regex).
+_RAW_STATEMENT_STARTS = frozenset(
+    "".join(chars)
+    for word in ("START", "BEGIN", "COMMIT", "ROLLBACK", "END", "ABORT", "SET")
+    for chars in itertools.product(*((c.lower(), c.upper()) for c in word[:3]))
+)
+_SPACE = frozenset(" \t\n\r\f\v")
+
+# How many times a setting changed (override_settings() in tests): a wrapper
+# parked before a change connects anew, as stock, instead of being taken back.
+_settings_generation = 0
+
+
+def _count_setting_change(**kwargs: Any) -> None:
+    global _settings_generation
+    _settings_generation += 1
+
+
+setting_changed.connect(_count_setting_change, dispatch_uid="djpool.core.mixins.settings_generation")
 
 
 class _StatementWatchingCursor:
@@ -627,7 +753,8 @@ class _StatementWatchingCursor:
     def execute(self, sql: Any, params: Any = None) -> Any:
         db = self.db
         if (
-            isinstance(sql, str)
+            (type(sql) is str or isinstance(sql, str))  # a call only for str subclasses
+            and (sql[:3] in _RAW_STATEMENT_STARTS or sql[:1] in _SPACE)  # most statements: no regex
             and db.autocommit
             and not db.in_atomic_block
             and not db._djpool_connecting  # Django's own per-connection setup
@@ -656,10 +783,12 @@ _watching_classes: dict[tuple[type, type], type] = {}
 
 def _watching_class(watcher: type, cls: type) -> type:
     """``cls`` (a vendor's cursor wrapper class) with ``watcher``'s execute() (and close())."""
-    if issubclass(cls, watcher):
-        return cls
     watching = _watching_classes.get((watcher, cls))
     if watching is None:
-        name = f"{watcher.__name__.lstrip('_').replace('Cursor', '')}{cls.__name__}"
-        watching = _watching_classes.setdefault((watcher, cls), type(name, (watcher, cls), {}))
+        if issubclass(cls, watcher):
+            watching = cls
+        else:
+            name = f"{watcher.__name__.lstrip('_').replace('Cursor', '')}{cls.__name__}"
+            watching = type(name, (watcher, cls), {})
+        watching = _watching_classes.setdefault((watcher, cls), watching)
     return watching

@@ -170,7 +170,8 @@ class FairQueuePool(Pool):
             waiter.wake()
         self._pass_capacity_on()
 
-    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+    def _do_return_conn(self, record: ConnectionPoolEntry, returned_at: float | None = None) -> None:
+        """Give ``record`` to the oldest waiter, or keep it idle since ``returned_at`` (default: now)."""
         if self._abandoned:
             # Forked child: the record's connection belongs to the parent.
             return
@@ -188,7 +189,7 @@ class FairQueuePool(Pool):
                 waiter.wake()
                 return
             if len(self._idle) < self._pool_size and not self._closed:
-                self._idle.append((record, time.monotonic()))
+                self._idle.append((record, time.monotonic() if returned_at is None else returned_at))
                 return
             self._records.discard(record)
             self._closing += 1

@@ -110,10 +110,27 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
             from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2 as Dialect
         return Dialect(dbapi=base.Database)
 
+    #: (timezone_name, its bytes) last compared with a connection's: the
+    #: name is Django's cached property, recomputed after a TIME_ZONE change.
+    _djpool_timezone: tuple[str | None, bytes] = (None, b"")
+
     def djpool_refresh_connection_state(self) -> None:
         # TIME_ZONE may have been overridden since this connection was set up
         # (Django's setting_changed handler only reaches open connections).
-        # parameter_status() is read locally: a round trip only on a change.
+        # The server's TimeZone is read from libpq, locally: a round trip only
+        # on a change. On every checkout: one call, not psycopg's
+        # connection.info (an object and a decode each time).
+        timezone_name = self.timezone_name
+        if not timezone_name:
+            return
+        if base.is_psycopg3:
+            cached = self._djpool_timezone
+            if cached[0] is not timezone_name:
+                cached = self._djpool_timezone = (timezone_name, timezone_name.encode())
+            if self.connection.pgconn.parameter_status(b"TimeZone") == cached[1]:
+                return
+        elif self.connection.get_parameter_status("TimeZone") == timezone_name:
+            return
         configure = getattr(self, "_configure_timezone", None)  # Django 5.1+
         if configure is not None:
             changed = configure(self.connection)
