@@ -9,7 +9,7 @@ import time
 import pytest
 from sqlalchemy import exc
 
-from djpool.core.pool import FairQueuePool
+from djpool.core.pool import BARGE_WINDOW, FairQueuePool
 
 
 def make_pool(**kw):
@@ -65,7 +65,9 @@ def test_returned_connection_goes_to_the_oldest_waiter():
         threads.append(thread)
         while pool.waiting() < len(threads):
             time.sleep(0.001)
-    # The returning thread asks again at once; it must queue behind the waiters.
+    # The returning thread asks again at once; the waiters have waited longer
+    # than the barging window, so it must queue behind them.
+    time.sleep(BARGE_WINDOW * 2)
     held.close()
     again = pool.connect()
     order.append("returner")
@@ -73,6 +75,56 @@ def test_returned_connection_goes_to_the_oldest_waiter():
     for thread in threads:
         thread.join()
     assert order == ["first", "second", "third", "returner"]
+
+
+def test_a_running_thread_may_take_a_connection_a_recent_waiter_was_woken_for():
+    """Bounded barging: within the window the returned connection stays idle
+    and the waiter is woken to look; the thread that is running takes it
+    first, and the waiter, back at the front of the line, gets the next."""
+    pool, _ = make_pool(pool_size=1, max_overflow=0, timeout=5)
+    pool._barge_window = 60.0  # every waiter is recent
+    held = pool.connect()
+    got = []
+
+    def wait():
+        conn = pool.connect()
+        got.append(time.monotonic())
+        conn.close()
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    while pool.waiting() < 1:
+        time.sleep(0.001)
+    with pool._lock:  # the waiter cannot look before this thread takes it again
+        held.close()
+        again = pool.connect()
+    assert pool.barged == 1
+    time.sleep(0.05)
+    assert not got, "the woken waiter took a connection this thread holds"
+    assert pool.waiting() == 1  # back in line
+    returned = time.monotonic()
+    again.close()
+    thread.join(5)
+    assert got and got[0] >= returned
+    assert pool.overtaken == 1
+
+
+def test_a_waiter_past_the_window_is_handed_the_connection():
+    pool, _ = make_pool(pool_size=1, max_overflow=0, timeout=5)
+    pool._barge_window = 0.0
+    held = pool.connect()
+    got = []
+    thread = threading.Thread(target=lambda: got.append(pool.connect()))
+    thread.start()
+    while pool.waiting() < 1:
+        time.sleep(0.001)
+    with pool._lock:
+        held.close()
+        # Handed to the waiter: nothing idle for this thread to take.
+        assert pool.checkedin() == 0 and pool.waiting() == 0
+    thread.join(5)
+    assert got and pool.barged == 0 and pool.handovers == 1
+    got[0].close()
 
 
 def test_a_freed_slot_lets_a_waiter_open_a_connection():

@@ -488,6 +488,10 @@ class ConnectionPool:
             "recycled": self.recycled,
             "warmup_connects": self.warmup_connects,
             "reclaimed": self.reclaimed,
+            "handovers": pool.handovers,
+            "handover_latency_total": pool.handover_latency_total,
+            "barged": pool.barged,
+            "overtaken": pool.overtaken,
         }
 
     def dispose(self) -> int:
