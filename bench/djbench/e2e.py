@@ -1,4 +1,4 @@
-"""End to end: the ORM view behind gunicorn, loaded by wrk over loopback."""
+"""End to end: a view behind gunicorn, loaded by wrk over loopback."""
 
 from __future__ import annotations
 
@@ -53,16 +53,36 @@ def parse_wrk(output: str) -> dict[str, Any]:
 
 
 class Gunicorn:
-    """A gunicorn server on ``target``'s settings, for as long as the ``with`` block lasts."""
+    """A gunicorn server on ``target``'s settings, between :meth:`start` and :meth:`stop`."""
 
-    def __init__(self, target: Target, worker_class: str, workers: int, threads: int) -> None:
+    def __init__(
+        self, target: Target, worker_class: str, workers: int, threads: int,
+        path: str = "/orm", timeout: int = 60, worker_connections: int | None = None, preload: bool = False,
+        graceful_timeout: int | None = None,
+    ) -> None:  # fmt: skip
         self.target = target
         self.worker_class = worker_class
         self.workers = workers
         self.threads = threads
+        #: gunicorn's --worker-connections (None: its default, 1000). A gthread
+        #: worker accepts connections while it has fewer than this many, and
+        #: queues them for its threads: at the default one worker can take all
+        #: of wrk's while the others idle. Set to ``threads``, a worker takes
+        #: only what its threads can serve, and the rest wait in the listen
+        #: queue for whichever worker has a thread free.
+        self.worker_connections = worker_connections
+        #: --preload: Django is imported once, in the master, before the
+        #: workers fork (about a second sooner serving on 2 cores).
+        self.preload = preload
+        #: --graceful-timeout: how long a stopping worker may take before it is
+        #: killed (gunicorn's default, 30 s, when None).
+        self.graceful_timeout = graceful_timeout
+        #: gunicorn's --timeout: a worker silent for longer is killed, so it must outlast any request.
+        self.timeout = timeout
         self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/orm"
+        self.url = f"http://127.0.0.1:{self.port}{path}"
         self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = False
         self._log: Any = None
 
     def start(self) -> None:
@@ -76,8 +96,15 @@ class Gunicorn:
             sys.executable, "-m", "gunicorn", "djbench.wsgi:application",
             "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
             "--worker-class", self.worker_class, "--threads", str(self.threads),
-            "--log-level", "warning", "--timeout", "60",
+            "--log-level", "warning", "--timeout", str(self.timeout),
         ]  # fmt: skip
+        if self.preload:
+            command.append("--preload")
+        if self.graceful_timeout is not None:
+            command += ["--graceful-timeout", str(self.graceful_timeout)]
+        if self.worker_connections is not None:
+            # No keep-alive: every request comes on a connection of its own (see load()).
+            command += ["--worker-connections", str(self.worker_connections), "--keep-alive", "0"]
         self._log = tempfile.TemporaryFile()
         self._process = subprocess.Popen(command, env=env, cwd=BENCH_DIR, stdout=subprocess.DEVNULL, stderr=self._log)
 
@@ -85,23 +112,41 @@ class Gunicorn:
         assert self._process is not None
         _wait_until_serving(self.url, self._process, self._log)
 
-    def stop(self) -> None:
+    def signal_stop(self, quick: bool = False) -> None:
+        """Tell gunicorn to stop, without waiting: gracefully (SIGTERM; a
+        worker notices within a second), or with ``quick``, at once (SIGQUIT).
+        Either way a worker's requests already accepted still run to their end."""
+        if self._process is not None and not self._stopping:
+            self._process.send_signal(signal.SIGQUIT if quick else signal.SIGTERM)
+            self._stopping = True
+
+    def stop(self, quick: bool = False) -> None:
+        """Stop gunicorn and wait until it has gone (with its server connections)."""
         if self._process is not None:
-            self._process.send_signal(signal.SIGTERM)
+            self.signal_stop(quick)
             try:
                 self._process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
             self._process = None
+            self._stopping = False
         if self._log is not None:
             self._log.close()
             self._log = None
 
-    def load(self, duration: float) -> dict[str, Any]:
-        """Run wrk against the ORM view; req/s, latency percentiles, peak server connections."""
-        connections = max(4, self.workers * self.threads * 2)
-        command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration:g}s", "--latency", self.url]
+    def load(self, duration: float, connections: int | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Run wrk against the view; req/s, latency percentiles, peak server connections.
+
+        ``connections``: wrk's concurrent connections (default twice the
+        server's threads, so none of them idles); ``timeout``: wrk's, past
+        which a request counts as a socket error (wrk's default is 2 s).
+        """
+        connections = connections or max(4, self.workers * self.threads * 2)
+        # wrk reads whole seconds only ("1.5s" is not a duration to it).
+        command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{max(1, round(duration))}s", "--latency", self.url]
+        if timeout is not None:
+            command[-1:-1] = ["--timeout", f"{max(1, round(timeout))}s"]
         if self.worker_class == "gthread":
             # Kept-alive connections stay with the worker that accepted them,
             # and one gthread worker often accepts all of wrk's at once: whole
