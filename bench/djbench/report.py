@@ -56,6 +56,14 @@ def fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
+def count(value: float, sign: bool = False) -> str:
+    """A count per request: whole when it is whole (as an exact count is), else to two places."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    plus = "+" if sign else ""
+    return f"{value:{plus},.0f}" if value == round(value) else f"{value:{plus},.2f}"
+
+
 def us(seconds: float) -> str:
     return "n/a" if seconds is None or math.isnan(seconds) else f"{seconds * 1e6:,.0f}"
 
