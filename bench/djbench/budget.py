@@ -118,8 +118,8 @@ def measure(targets: list[Target], load: Load) -> dict[str, Measurement]:
     imported once, before the workers fork), and a gunicorn serves one
     measurement only: two servers holding 64 connections each would not fit
     PostgreSQL's default ``max_connections`` of 100. A round's servers all
-    start at once (idle, each holds a connection or a pool's ``min_size``
-    until its turn); each is stopped when its turn is over. With
+    start before the first measurement (idle, holding no server connection
+    until their turn), and each is stopped when its turn is over. With
     ``load.settle`` the next measurement begins only once the previous
     server has gone (its workers first finish the requests they had
     accepted), so nothing else runs during it; without, only when the
@@ -134,13 +134,22 @@ def measure(targets: list[Target], load: Load) -> dict[str, Measurement]:
         servers = [
             Gunicorn(
                 t, "gthread", load.workers, load.threads, load.path, gunicorn_timeout,
-                worker_connections=load.threads, preload=True, graceful_timeout=GRACEFUL_TIMEOUT,
+                worker_connections=load.threads, preload=True, graceful_timeout=GRACEFUL_TIMEOUT, ready_path="/ping",
             )
             for t in order
         ]  # fmt: skip
         try:
-            for server in servers:
-                server.start()
+            # The first one alone: it fills the bytecode cache the others then
+            # read (djbench.e2e). Then all are up before any is measured, idle
+            # (answering /ping only, they hold no server connection).
+            for group in (servers[:1], servers[1:]):
+                for server in group:
+                    server.start()
+                for server in group:
+                    try:
+                        server.wait_until_serving()
+                    except Exception:  # reported at its turn, by _measure_one
+                        pass
             previous: Gunicorn | None = None
             for server in servers:
                 if previous is not None:

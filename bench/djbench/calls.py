@@ -62,11 +62,13 @@ def _profiled_nothing() -> int:
 def count_calls(target: Target, warmup: int, requests: int) -> CallCount:
     """Profile ``requests`` requests on ``target`` after ``warmup`` unprofiled ones."""
     box: dict[str, object] = {}
-    half = max(1, requests // 2)
+    requests = max(2, requests)  # two halves of at least one request
+    half = requests // 2
 
     def work() -> None:
-        client = target.client(Workload(SELECT))
+        client = None
         try:
+            client = target.client(Workload(SELECT))
             for _ in range(warmup):
                 client.request()
             counts = []
@@ -89,7 +91,8 @@ def count_calls(target: Target, warmup: int, requests: int) -> CallCount:
         except BaseException as error:  # reported in the caller's thread
             box["error"] = error
         finally:
-            client.close()
+            if client is not None:
+                client.close()
 
     with registered([target]):
         thread = threading.Thread(target=work, name="djpool-bench-calls")

@@ -279,13 +279,15 @@ def workload_runs(results: Results) -> str:
             cells += [ratio(c["ratios"][n]) if n < len(c["ratios"]) else _DASH for c in found[v]["comparisons"]]
         rows.append(cells)
     for measure in ("worst", "median"):
+        take = min if measure == "worst" else statistics.median
         cells = [f"**{measure}**"]
         for v in vs:
-            rates = [r for r in found[v]["rates"] if not _missing(r)]
-            cells.append(number((min if measure == "worst" else statistics.median)(rates)) if rates else _DASH)
+            # A run that measured nothing (null) makes the worst and the median unknown, as in the check.
+            rates = found[v]["rates"]
+            cells.append(_DASH if not rates or any(_missing(r) for r in rates) else number(take(rates)))
             for c in found[v]["comparisons"]:
-                ratios = [r for r in c["ratios"] if not _missing(r)]
-                value = ratio((min if measure == "worst" else statistics.median)(ratios)) if ratios else _DASH
+                ratios = c["ratios"]
+                value = _DASH if not ratios or any(_missing(r) for r in ratios) else ratio(take(ratios))
                 cells.append(f"**{value}**" if measure == c["measure"] else value)
         rows.append(cells)
     return table(headers, rows)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +27,20 @@ BENCH_DIR = Path(__file__).resolve().parent.parent
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
+@functools.cache
+def _bytecode_cache() -> str:
+    """A directory of the run's own for the gunicorn processes' bytecode.
+
+    With PYTHONDONTWRITEBYTECODE set (as on some machines), and an
+    environment installed without bytecode, every gunicorn master and worker
+    compiled Django, SQLAlchemy and the driver from source again: some 2 s of
+    CPU each, most of a server's start. Cached here, only the first pays.
+    """
+    directory = tempfile.mkdtemp(prefix="djpool-bench-pycache-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -39,6 +56,9 @@ def _seconds(text: str) -> float:
 
 def parse_wrk(output: str) -> dict[str, Any]:
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    done = re.search(r"^\s*(\d+) requests in", output, re.M)
+    if done and int(done.group(1)) == 0:
+        output = re.sub(r"^\s+\d+%\s+\S+$", "", output, flags=re.M)  # no request, no latency (wrk prints 0.00us)
     p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
@@ -58,7 +78,7 @@ class Gunicorn:
     def __init__(
         self, target: Target, worker_class: str, workers: int, threads: int,
         path: str = "/orm", timeout: int = 60, worker_connections: int | None = None, preload: bool = False,
-        graceful_timeout: int | None = None,
+        graceful_timeout: int | None = None, ready_path: str | None = None,
     ) -> None:  # fmt: skip
         self.target = target
         self.worker_class = worker_class
@@ -81,6 +101,8 @@ class Gunicorn:
         self.timeout = timeout
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}{path}"
+        #: What wait_until_serving() asks for (default: the loaded view itself).
+        self.ready_url = f"http://127.0.0.1:{self.port}{ready_path or path}"
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = False
         self._log: Any = None
@@ -89,6 +111,8 @@ class Gunicorn:
         env = dict(os.environ)
         env["DJPOOL_BENCH_DATABASE"] = json.dumps(self.target.databases_entry())
         env["DJANGO_SETTINGS_MODULE"] = "djbench.settings"
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = _bytecode_cache()
         # gunicorn runs in bench/: entries of a relative PYTHONPATH must keep pointing where they did.
         inherited = [os.path.abspath(entry) for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
         env["PYTHONPATH"] = os.pathsep.join([str(BENCH_DIR), *inherited])
@@ -110,7 +134,7 @@ class Gunicorn:
 
     def wait_until_serving(self) -> None:
         assert self._process is not None
-        _wait_until_serving(self.url, self._process, self._log)
+        _wait_until_serving(self.ready_url, self._process, self._log)
 
     def signal_stop(self, quick: bool = False) -> None:
         """Tell gunicorn to stop, without waiting: gracefully (SIGTERM; a

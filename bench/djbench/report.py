@@ -84,6 +84,23 @@ def mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
+def divide(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN when there is nothing to divide by (a run that completed no request)."""
+    if not denominator or math.isnan(denominator) or numerator is None or math.isnan(numerator):
+        return float("nan")
+    return numerator / denominator
+
+
+def worst(values: list[float]) -> float:
+    """The least of ``values``; NaN if any is NaN (a run that measured nothing is no pass)."""
+    return float("nan") if not values or any(math.isnan(v) for v in values) else min(values)
+
+
+def median(values: list[float]) -> float:
+    """The median of ``values``; NaN if any is NaN."""
+    return float("nan") if not values or any(math.isnan(v) for v in values) else statistics.median(values)
+
+
 def ratio_of_rounds(numerator: list[float], denominator: list[float]) -> float:
     """Median over rounds of numerator/denominator: robust to a noisy round."""
     pairs = [a / b for a, b in zip(numerator, denominator) if b and not math.isnan(a) and not math.isnan(b)]

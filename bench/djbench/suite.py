@@ -494,18 +494,18 @@ class Bench:
                 versus.append((f"session mode on {p.large_pool}", session, 0.9, "median"))
             comparisons = []
             for what, other, limit, measure in versus:
-                ratios = [a / b if b else float("nan") for a, b in zip(tx["run_rates"], other["run_rates"])]
-                value = min(ratios) if measure == "worst" else statistics.median(ratios)
+                ratios = [report.divide(a, b) for a, b in zip(tx["run_rates"], other["run_rates"])]
+                value = report.worst(ratios) if measure == "worst" else report.median(ratios)
                 comparisons.append({"versus": what, "ratios": ratios, "limit": limit, "measure": measure, "value": value})
                 runs = f"{measure} of {len(ratios)} runs"
                 self.check(vendor, Check(f"workload: djpool {label} ÷ {what} req/s, {runs}", value, limit, higher_is_better=True))
             if native:
-                self.check(vendor, Check(f"workload: djpool {label} p99 ÷ native pool on {p.large_pool} p99", tx["p99"] / native["p99"], 1.5))
+                self.check(vendor, Check(f"workload: djpool {label} p99 ÷ native pool on {p.large_pool} p99", report.divide(tx["p99"], native["p99"]), 1.5))
             self.results["workload_runs"][vendor] = {"rates": tx["run_rates"], "comparisons": comparisons}
             if comparisons:
                 rows = [[n + 1, f"{rate:,.0f}", *(fmt(c["ratios"][n]) for c in comparisons)] for n, rate in enumerate(tx["run_rates"])]
-                rows.append(["worst", f"{min(tx['run_rates']):,.0f}", *(fmt(min(c["ratios"])) for c in comparisons)])
-                rows.append(["median", f"{statistics.median(tx['run_rates']):,.0f}", *(fmt(statistics.median(c["ratios"])) for c in comparisons)])
+                rows.append(["worst", fmt(report.worst(tx["run_rates"])), *(fmt(report.worst(c["ratios"])) for c in comparisons)])
+                rows.append(["median", fmt(report.median(tx["run_rates"])), *(fmt(report.median(c["ratios"])) for c in comparisons)])
                 headers = ["run", f"transaction{p.small_pool} req/s", *(f"÷ {c['versus']}" for c in comparisons)]
                 print(f"  {vendor}: djpool {label}, run by run\n" + report.table(headers, rows), flush=True)
 
@@ -691,10 +691,6 @@ class Bench:
             if tx is None:
                 continue
             mine = f"fixed budget: djpool transaction mode on {tx['connections']}"
-            # A connection for every thread: the most that holding connections
-            # for less time can win, on this machine (CPU bounds it too).
-            roomy = [s for s in summary.values() if s["connections"] >= load.workers * load.threads]
-            best_roomy = max(roomy, key=lambda s: s["rate"]) if roomy else None
             for contender in budget.CONTENDERS[1:]:
                 other = summary.get(contender.name)
                 if other is None:
@@ -703,14 +699,10 @@ class Bench:
                 theirs = f"{pool} on {other['connections']}"
                 ratio = report.ratio_of_rounds(tx["round_rates"], other["round_rates"])
                 if other["connections"] <= tx["connections"]:
-                    ceiling = report.ratio_of_rounds(best_roomy["round_rates"], other["round_rates"]) if best_roomy else None
-                    self.check(vendor, Check(
-                        f"{mine} ÷ {theirs} req/s", ratio, 3.0, higher_is_better=True,
-                        floor=ceiling, floor_label=f"a connection per thread ({best_roomy['label'] if best_roomy else ''}) ÷ {theirs}",
-                    ))  # fmt: skip
+                    self.check(vendor, Check(f"{mine} ÷ {theirs} req/s", ratio, 3.0, higher_is_better=True))
                 else:
                     self.check(vendor, Check(f"{mine} ÷ {theirs} req/s", ratio, 0.9, higher_is_better=True))
-                    self.check(vendor, Check(f"{mine} p99 ÷ {theirs} p99", tx["p99"] / other["p99"], 1.5))
+                    self.check(vendor, Check(f"{mine} p99 ÷ {theirs} p99", report.divide(tx["p99"], other["p99"]), 1.5))
             self.check(vendor, Check(f"{mine}: peak server connections", tx["peak_connections"], tx["connections"], unit=""))
 
     def summary(self) -> int:
@@ -725,9 +717,8 @@ class Bench:
         print(f"\n  {len(self.checks) - failed} of {len(self.checks)} targets passed; {len(self.errors)} error(s).")
         if out_of_reach:
             print(
-                f"  {out_of_reach} OUT OF REACH: the floor shown with each misses them too (latency: Django\n"
-                f"  holding one connection and checking nothing, the least any configuration can do per request;\n"
-                f"  fixed budget: a connection for every thread, the most that holding them for less can win)."
+                f"  {out_of_reach} OUT OF REACH: Django holding one connection and checking nothing\n"
+                f"  ('unchecked', the least any configuration can do per request) misses them too."
             )
         if self.plan.smoke:
             print("  (smoke run: too short for the figures to mean anything; it proves every configuration runs.)")

@@ -8,4 +8,5 @@ urlpatterns = [
     path("orm", views.orm_read),
     path("select", views.select_one),
     path("work", views.work),
+    path("ping", views.ping),
 ]

@@ -1,5 +1,5 @@
-"""The views the gunicorn runs request: an ORM read, a bare ``SELECT 1``, and
-a request that spends most of its time away from the database."""
+"""The views the gunicorn runs request: an ORM read, a bare ``SELECT 1``, a
+request that spends most of its time away from the database, and a ping."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ def select_one(request: HttpRequest) -> HttpResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         return HttpResponse(str(cursor.fetchone()[0]))
+
+
+def ping(request: HttpRequest) -> HttpResponse:
+    """No database: tells that a worker serves, without opening a connection."""
+    return HttpResponse("ok")
 
 
 def _select_one() -> int:
