@@ -130,7 +130,8 @@ class Gunicorn:
             # No keep-alive: every request comes on a connection of its own (see load()).
             command += ["--worker-connections", str(self.worker_connections), "--keep-alive", "0"]
         self._log = tempfile.TemporaryFile()
-        self._process = subprocess.Popen(command, env=env, cwd=BENCH_DIR, stdout=subprocess.DEVNULL, stderr=self._log)
+        # A process group of its own: stop() can end workers their master left behind.
+        self._process = subprocess.Popen(command, env=env, cwd=BENCH_DIR, stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True)
 
     def wait_until_serving(self) -> None:
         assert self._process is not None
@@ -145,14 +146,26 @@ class Gunicorn:
             self._stopping = True
 
     def stop(self, quick: bool = False) -> None:
-        """Stop gunicorn and wait until it has gone (with its server connections)."""
+        """Stop gunicorn and wait until it has gone (with its server connections).
+
+        Whatever of its process group is left once the master has gone, or
+        after 15 s, is killed: a gthread worker stopped with SIGQUIT was seen
+        to hang for good, every thread waiting on a lock, after its master had
+        been killed before its graceful timeout.
+        """
         if self._process is not None:
             self.signal_stop(quick)
+            pid = self._process.pid
+            deadline = time.monotonic() + 15
+            # Wait for the master's exit without reaping it: while it is a
+            # zombie its process group id cannot name anyone else's processes.
+            while time.monotonic() < deadline and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None:
+                time.sleep(0.05)
             try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._process.wait()
             self._process = None
             self._stopping = False
         if self._log is not None:
