@@ -56,6 +56,14 @@ def fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
+def count(value: float, sign: bool = False) -> str:
+    """A count per request: whole when it is whole (as an exact count is), else to two places."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    plus = "+" if sign else ""
+    return f"{value:{plus},.0f}" if value == round(value) else f"{value:{plus},.2f}"
+
+
 def us(seconds: float) -> str:
     return "n/a" if seconds is None or math.isnan(seconds) else f"{seconds * 1e6:,.0f}"
 
@@ -74,6 +82,23 @@ def percentile(values: list[float], q: float) -> float:
 
 def mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
+
+
+def divide(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN when there is nothing to divide by (a run that completed no request)."""
+    if not denominator or math.isnan(denominator) or numerator is None or math.isnan(numerator):
+        return float("nan")
+    return numerator / denominator
+
+
+def worst(values: list[float]) -> float:
+    """The least of ``values``; NaN if any is NaN (a run that measured nothing is no pass)."""
+    return float("nan") if not values or any(math.isnan(v) for v in values) else min(values)
+
+
+def median(values: list[float]) -> float:
+    """The median of ``values``; NaN if any is NaN."""
+    return float("nan") if not values or any(math.isnan(v) for v in values) else statistics.median(values)
 
 
 def ratio_of_rounds(numerator: list[float], denominator: list[float]) -> float:

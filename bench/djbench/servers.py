@@ -64,6 +64,14 @@ class Server:
             finally:
                 cursor.close()
 
+    def version(self) -> str:
+        """The server's version, as ``PostgreSQL 15.20`` or ``MariaDB 10.11.19``."""
+        if self.vendor == "postgresql":
+            return "PostgreSQL " + str(self.query("SHOW server_version")[0][0]).split()[0]
+        text = str(self.query("SELECT version()")[0][0])
+        name = "MariaDB" if "mariadb" in text.lower() else "MySQL"
+        return f"{name} {text.split('-')[0]}"
+
     def close(self) -> None:
         if self._admin is not None:
             self._admin.close()
