@@ -123,7 +123,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
         large_pool=args.large_pool,
         workload_runs=args.workload_runs or (2 if smoke else 5),
         workload_rounds=args.workload_rounds or args.rounds or (1 if smoke else 2),
-        workload_duration=args.duration or (0.5 if smoke else 3.0),
+        workload_duration=args.duration or (0.5 if smoke else 4.0),
         budget_rounds=args.budget_rounds or args.rounds or (1 if smoke else 3),
         budget_duration=args.budget_duration or (1.0 if smoke else 5.0),
         budget_warmup=0.0 if smoke else 1.0,
@@ -444,7 +444,10 @@ class Bench:
                         for target in targets[turn % len(targets):] + targets[: turn % len(targets)]:
                             run = run_threads(target, Workload(SELECT, p.work), p.workload_threads, p.workload_duration)
                             if target.config.name == "djpool":
-                                totals = pool_stats.setdefault(target.key, {"checkouts": 0, "waits": 0, "wait_time_total": 0.0})
+                                totals = pool_stats.setdefault(
+                                    target.key,
+                                    {"checkouts": 0, "waits": 0, "wait_time_total": 0.0, "handovers": 0, "handover_latency_total": 0.0, "barged": 0},
+                                )
                                 for name, value in stats(target.alias).items():
                                     if name in totals:
                                         totals[name] += value
@@ -468,15 +471,19 @@ class Bench:
                     "p99": report.percentile(latencies, 0.99),
                     "peak_connections": monitor.peak[target.database],
                 }
-                waited = ["", ""]
+                waited = ["", "", "", ""]
                 totals = pool_stats.get(target.key)
                 if totals and totals["checkouts"]:
                     s["waited_share"] = totals["waits"] / totals["checkouts"]
                     s["mean_wait"] = totals["wait_time_total"] / totals["waits"] if totals["waits"] else 0.0
-                    waited = [f"{s['waited_share']:.0%}", ms(s["mean_wait"])]
+                    # From a waiter's wake-up to its running again (the GIL, scheduling),
+                    # and the checkouts that took a returned connection ahead of a waiter.
+                    s["mean_handover"] = totals["handover_latency_total"] / totals["handovers"] if totals["handovers"] else 0.0
+                    s["barged_share"] = totals["barged"] / totals["checkouts"]
+                    waited = [f"{s['waited_share']:.0%}", ms(s["mean_wait"]), ms(s["mean_handover"]), f"{s['barged_share']:.0%}"]
                 label = target.key.split("_", 1)[1]
                 rows.append([label, f"{s['rate']:,.0f}", ms(s["p50"]), ms(s["p99"]), s["peak_connections"], *waited])
-            headers = ["configuration", "req/s", "p50 ms", "p99 ms", "server conns", "checkouts waited", "mean wait ms"]
+            headers = ["configuration", "req/s", "p50 ms", "p99 ms", "server conns", "checkouts waited", "mean wait ms", "wake to run ms", "barged"]
             print(f"-- {vendor}\n" + report.table(headers, rows), flush=True)
             self.results["workload"][vendor] = summary
             found = {name: summary.get(t.key) if (t := self.target(vendor, name)) else None for name in names}
