@@ -102,6 +102,51 @@ class PeakWatcher:
         return max(self.samples)
 
 
+def session_id_of(dbapi_connection: Any) -> int:
+    """The server's id of a driver connection's session, read without a round trip."""
+    if hasattr(dbapi_connection, "thread_id"):  # mysqlclient, PyMySQL
+        return int(dbapi_connection.thread_id())
+    if hasattr(dbapi_connection, "info") and hasattr(dbapi_connection.info, "backend_pid"):  # psycopg 3
+        return int(dbapi_connection.info.backend_pid)
+    return int(dbapi_connection.get_backend_pid())  # psycopg2
+
+
+class PoolCloses:
+    """When the pools began closing each server session, by session id.
+
+    A server lists a session for a moment after its client closed it (its
+    thread has yet to read the goodbye), more so on a busy machine. A sample
+    of the server's sessions taken after a pool closed one must not count it
+    as the pool's; :meth:`held` gives what the pools held when the sample began.
+    SQLAlchemy's ``close`` event fires just before the driver's ``close()``.
+    """
+
+    def __init__(self) -> None:
+        self.closed_at: dict[int, float] = {}
+
+    def _closed(self, dbapi_connection: Any, *args: Any) -> None:
+        self.closed_at.setdefault(session_id_of(dbapi_connection), time.monotonic())
+
+    def __enter__(self) -> PoolCloses:
+        from sqlalchemy import event
+        from sqlalchemy.pool import Pool
+
+        event.listen(Pool, "close", self._closed)
+        event.listen(Pool, "close_detached", self._closed)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.pool import Pool
+
+        event.remove(Pool, "close", self._closed)
+        event.remove(Pool, "close_detached", self._closed)
+
+    def held(self, listed: set[int], sampled_at: float) -> set[int]:
+        """The sessions of ``listed`` (read from the server after ``sampled_at``) no pool had begun to close by then."""
+        return {sid for sid in listed if self.closed_at.get(sid, sampled_at + 1) > sampled_at}
+
+
 def jain_fairness(values: list[float]) -> float:
     """Jain's index: 1.0 when every thread got the same share, 1/n when one got all."""
     total = sum(values)
