@@ -160,8 +160,8 @@ class ConnectionPool:
         """
         started = time.monotonic()
         deadline = started + self.options.timeout
-        _creating.wrapper = wrapper
-        _creating.deadline = deadline
+        # Read by _create_dbapi_connection() if this checkout opens one.
+        _creating.checkout = (wrapper, deadline)
         pinged = False
         try:
             # _take(), inline: one call fewer per request.
@@ -195,8 +195,7 @@ class ConnectionPool:
                 signals.send(signals.checkout_timed_out, self, timeout=self.options.timeout)
             raise PoolTimeout(self._timeout_message()) from None
         finally:
-            _creating.wrapper = None
-            _creating.deadline = None
+            _creating.checkout = None
         self.checkouts += 1
         if self.leaks is not None or signals.connection_checked_out.receivers or signals.connection_checked_in.receivers:
             # The signal's wait_time: from the deadline, no extra clock read.
@@ -391,13 +390,12 @@ class ConnectionPool:
         )
 
     def _create_dbapi_connection(self, record: Any) -> Any:
-        wrapper = getattr(_creating, "wrapper", None)
+        wrapper, deadline = getattr(_creating, "checkout", None) or (None, None)
         warming_up = wrapper is None
         if warming_up:
             # Opened by the housekeeper, outside any request: use a private wrapper.
             wrapper = self._wrapper_class(self._settings_dict, self.alias)
         conn_params = self._conn_params
-        deadline = getattr(_creating, "deadline", None)
         if deadline is not None and self._connect_timeout_option is not None:
             conn_params = self._bounded_connect_params(deadline)
         started = time.monotonic()
