@@ -131,8 +131,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
         phases=[phase for phase in PHASES if phase in phases and not (args.no_e2e and phase in ("end_to_end", "fixed_budget"))],
         e2e_configs=["djpool"] if smoke else ["persistent", "native", "predecessor", "djpool"],
         e2e_kinds=["sync"] if smoke else ["sync", "gthread"],
-        e2e_duration=1.0 if smoke else 2.0,
-        e2e_rounds=1 if smoke else 4,
+        e2e_duration=1.0 if smoke else 3.0,
+        e2e_rounds=1 if smoke else 6,
         memory_connections=20,
         growth_requests=1_000_000 if args.long else (500 if smoke else 20_000),
         smoke=smoke,
@@ -751,13 +751,16 @@ def latency_limits(vendor: str, query: str) -> dict[str, float]:
     stays there; on MariaDB it was 0.81x persistent (a ping costs less than a
     PostgreSQL health check), and 0.54x the predecessor on PostgreSQL, so
     neither 0.75x persistent on MariaDB nor 0.5x the predecessor is a target.
+    The ORM read: the floor was 0.75x persistent on PostgreSQL, so 0.9x
+    stays; on MariaDB it was 0.89x (two full runs), which would leave djpool
+    1 % for its own work where the floor target allows 10 %: not a target.
     """
     if query == SELECT:
         limits = {"unchecked": 1.10}
         if vendor == "postgresql":
             limits.update(persistent=0.75, native=0.75)
         return limits
-    return {"persistent": 0.9}
+    return {"persistent": 0.9} if vendor == "postgresql" else {}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,3 +107,43 @@ def test_pymysql_stands_in_for_missing_mysqlclient(server):
     answer = json.loads(result.stdout)
     assert answer["module"].startswith("pymysql") and answer["mysqldb"] == "pymysql", answer
     assert answer["session"] > 0
+
+
+def test_connection_given_back_out_of_autocommit_is_restored_on_its_return(make_alias, monkeypatch):
+    """A request that ends with autocommit off (stock close path) gives its
+    connection back rolled back and in autocommit again: both round trips at
+    the return, under VALIDATION_TIMEOUT, none left for the next request's
+    take-back, which the server sees send nothing of its own."""
+    from django.core.signals import request_finished, request_started
+
+    from djpool.backends.mysql.base import DatabaseWrapper
+
+    restored: list[tuple[bool, float, bool]] = []
+    setter = DatabaseWrapper.djpool_autocommit_within
+
+    def recording(dbapi_connection, autocommit, timeout):
+        setter(dbapi_connection, autocommit, timeout)
+        restored.append((autocommit, timeout, bool(dbapi_connection.get_autocommit())))
+
+    monkeypatch.setattr(DatabaseWrapper, "djpool_autocommit_within", staticmethod(recording))
+    conn = connections[make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "VALIDATION_TIMEOUT": 2})]
+    request_started.send(sender=None)
+    conn.set_autocommit(False)
+    with conn.cursor() as cursor:
+        before = session_status(cursor, "Questions")
+        session = conn.connection.thread_id()
+    request_finished.send(sender=None)  # autocommit off: Django's own close path
+    # The SET's answer said autocommit is on again (the driver reads the server's status flag).
+    assert restored == [(True, 2.0, True)]
+
+    request_started.send(sender=None)
+    try:
+        with conn.cursor() as cursor:
+            assert conn.connection.thread_id() == session
+            assert conn.get_autocommit() is True
+            # Since the first SHOW STATUS: ROLLBACK and SET autocommit at the
+            # return, then this SHOW STATUS; nothing sent by the take-back.
+            assert session_status(cursor, "Questions") - before == 3
+    finally:
+        request_finished.send(sender=None)
+        conn.close()

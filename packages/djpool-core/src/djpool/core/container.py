@@ -82,6 +82,11 @@ class ConnectionPool:
             rollback=wrapper.djpool_rollback,
             ping_within=wrapper.djpool_ping_within,
             rollback_within=wrapper.djpool_rollback_within,
+            autocommit_within=(
+                (bool(wrapper.settings_dict.get("AUTOCOMMIT", True)), wrapper.djpool_autocommit_within)
+                if wrapper.djpool_autocommit_within is not None
+                else None
+            ),
         )
         # The driver option that bounds opening a connection (seconds).
         self._connect_timeout_option = wrapper.djpool_connect_timeout_option

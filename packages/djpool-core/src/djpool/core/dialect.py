@@ -67,6 +67,7 @@ class PoolDialect:
         rollback: Callable[[Any], None] | None = None,
         ping_within: Callable[[Any, float], None] | None = None,
         rollback_within: Callable[[Any, float], None] | None = None,
+        autocommit_within: tuple[bool, Callable[[Any, bool, float], None]] | None = None,
     ) -> None:
         self.dialect = dialect
         self.loaded_dbapi = dialect.loaded_dbapi
@@ -75,6 +76,8 @@ class PoolDialect:
         self._rollback = rollback or dialect.do_rollback
         self._ping_within = ping_within
         self._rollback_within = rollback_within
+        # (the mode AUTOCOMMIT wants, the vendor's bounded setter)
+        self._autocommit_within = autocommit_within
         self.abandoned = False
 
     def reset(
@@ -106,6 +109,11 @@ class PoolDialect:
             self._full_reset(dbapi_connection)
             if info is not None:
                 info.pop(INITIALIZED_STATE, None)
+        if rolled_back and timeout is not None and self._autocommit_within is not None:
+            # Given back inside a transaction Django opened (autocommit off):
+            # restored here, bounded, not by the next holder's take-back.
+            wanted, set_within = self._autocommit_within
+            set_within(dbapi_connection, wanted, timeout)
         return rolled_back
 
     def do_rollback(self, connection: Any) -> None:

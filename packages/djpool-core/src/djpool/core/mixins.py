@@ -221,6 +221,16 @@ class PooledDatabaseWrapperMixin:
     #: The same for the rollback of a returned connection.
     djpool_rollback_within: Callable[[Any, float], None] | None = None
 
+    #: ``(dbapi_connection, autocommit, timeout) -> None``: put the driver
+    #: connection in that autocommit mode if it is not (read locally), where
+    #: setting it is a round trip (MySQL's SET autocommit), giving up after
+    #: ``timeout`` seconds like the rollback. With it, a
+    #: connection given back in another mode (closed inside a transaction
+    #: Django opened) is put back in the mode of AUTOCOMMIT on its return,
+    #: under VALIDATION_TIMEOUT, rather than when the next request takes it,
+    #: without a bound. None where the mode is set locally (psycopg, oracledb).
+    djpool_autocommit_within: Callable[[Any, bool, float], None] | None = None
+
     #: The driver's connect option (whole seconds) that bounds opening a
     #: connection; a checkout lowers it to what is left of its TIMEOUT.
     djpool_connect_timeout_option: str | None = None

@@ -71,6 +71,13 @@ def _mysqlclient_rollback_within(dbapi_connection: Any, timeout: float) -> None:
     _mysqlclient_run_within(dbapi_connection, b"ROLLBACK", timeout)
 
 
+def _mysqlclient_autocommit_within(dbapi_connection: Any, autocommit: bool, timeout: float) -> None:
+    # get_autocommit() reads the server's status flags from the last answer,
+    # which a SET autocommit's answer updates.
+    if bool(dbapi_connection.get_autocommit()) != autocommit:
+        _mysqlclient_run_within(dbapi_connection, b"SET autocommit=1" if autocommit else b"SET autocommit=0", timeout)
+
+
 def _pymysql_call_within(dbapi_connection: Any, call: Any, timeout: float) -> None:
     """Run ``call()`` with PyMySQL's socket timeouts cut to ``timeout`` seconds.
 
@@ -99,6 +106,11 @@ def _pymysql_rollback_within(dbapi_connection: Any, timeout: float) -> None:
     _pymysql_call_within(dbapi_connection, dbapi_connection.rollback, timeout)
 
 
+def _pymysql_autocommit_within(dbapi_connection: Any, autocommit: bool, timeout: float) -> None:
+    if bool(dbapi_connection.get_autocommit()) != autocommit:
+        _pymysql_call_within(dbapi_connection, lambda: dbapi_connection.autocommit(autocommit), timeout)
+
+
 class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     validation_class = DatabaseValidation  # Django's checks plus djpool.W101
 
@@ -106,6 +118,7 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     # waits on the socket; PyMySQL lowers its socket timeouts.
     djpool_ping_within = staticmethod(_pymysql_ping_within if USING_PYMYSQL else _mysqlclient_ping_within)
     djpool_rollback_within = staticmethod(_pymysql_rollback_within if USING_PYMYSQL else _mysqlclient_rollback_within)
+    djpool_autocommit_within = staticmethod(_pymysql_autocommit_within if USING_PYMYSQL else _mysqlclient_autocommit_within)
     djpool_connect_timeout_option = "connect_timeout"
 
     def djpool_sqlalchemy_dialect(self) -> Any:
