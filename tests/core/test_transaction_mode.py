@@ -198,9 +198,9 @@ def test_raw_transaction_holds_the_connection_until_it_ends(make_alias, server, 
     ],
 )
 def test_raw_statements_are_told_apart(sql, kind):
-    from djpool.core.mixins import _RAW_STATEMENT
+    from djpool.core.statements import RAW_STATEMENT
 
-    match = _RAW_STATEMENT.match(sql)
+    match = RAW_STATEMENT.match(sql)
     assert (match.lastgroup if match else None) == kind
 
 
@@ -378,9 +378,9 @@ def test_no_uncommitted_work_or_local_setting_reaches_the_next_user(make_alias, 
 
 
 def test_session_level_set_outside_a_transaction_is_warned_once(make_alias, caplog):
-    from djpool.core import mixins
+    from djpool.core import transaction_mode
 
-    mixins._warned_statements.clear()
+    transaction_mode._warned_statements.clear()
     alias = make_alias(TRANSACTION_MODE)
     conn = connections[alias]
     statement = "SET @@session.sql_select_limit = 50" if conn.vendor == "mysql" else "SET statement_timeout = 12345"

@@ -26,14 +26,16 @@ comes from and where it goes:
   the next use connects as stock.
 * With ``POOL_MODE = "transaction"``, the connection also goes back as soon as
   the last cursor is closed outside a transaction, parked the same way
-  within the request.
+  within the request (:mod:`djpool.core.transaction_mode`).
+
+What the cursors read of the statements they run is in
+:mod:`djpool.core.statements`; what stands in for a connection given back,
+in :mod:`djpool.core.released`.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
 import time
 import weakref
 from _thread import get_ident as _get_ident
@@ -46,7 +48,7 @@ from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
-from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.backends.utils import CursorWrapper
 
 from djpool.core import registry
 from djpool.core.container import ConnectionPool
@@ -54,13 +56,16 @@ from djpool.core.dialect import INITIALIZED_STATE
 from djpool.core.exceptions import PoolTimeout
 from djpool.core.lease import Lease
 from djpool.core.options import PoolOptions, parse_pool_options
+from djpool.core.released import ReleasedConnection
+from djpool.core.statements import ReleasingCursor, StatementWatchingCursor, _watching_classes, watching_class
+from djpool.core.transaction_mode import TransactionModeMixin
 
 __all__ = ["PooledDatabaseWrapperMixin"]
 
 logger = logging.getLogger("djpool.backends")
 
 
-class PooledDatabaseWrapperMixin:
+class PooledDatabaseWrapperMixin(TransactionModeMixin):
     """Pool the connections of a Django ``DatabaseWrapper``.
 
     Vendor backends set :attr:`djpool_wrapper_state` and implement
@@ -135,9 +140,9 @@ class PooledDatabaseWrapperMixin:
         )
         # What a pooled connection's cursors are given (see _djpool_watch()).
         self._djpool_cursor_watcher: type | None = (
-            _ReleasingCursor
+            ReleasingCursor
             if self._djpool_transaction_mode
-            else _StatementWatchingCursor
+            else StatementWatchingCursor
             if self.djpool_watch_transaction_statements
             else None
         )
@@ -149,9 +154,9 @@ class PooledDatabaseWrapperMixin:
         # the watcher's execute() if there is one. None: the vendor builds
         # its own wrapper, which _djpool_watch() then gives the watcher.
         self._djpool_cursor_class: type | None = None
-        if getattr(super(PooledDatabaseWrapperMixin, self).make_cursor, "__func__", None) is BaseDatabaseWrapper.make_cursor:
+        if getattr(super().make_cursor, "__func__", None) is BaseDatabaseWrapper.make_cursor:
             watcher = self._djpool_cursor_watcher
-            self._djpool_cursor_class = CursorWrapper if watcher is None else _watching_class(watcher, CursorWrapper)
+            self._djpool_cursor_class = CursorWrapper if watcher is None else watching_class(watcher, CursorWrapper)
         self._djpool_taken_hook = cls.djpool_connection_taken is not PooledDatabaseWrapperMixin.djpool_connection_taken
         self._djpool_refresh_hook = (
             cls.djpool_refresh_connection_state is not PooledDatabaseWrapperMixin.djpool_refresh_connection_state
@@ -586,13 +591,6 @@ class PooledDatabaseWrapperMixin:
         with super()._nodb_cursor() as cursor:  # type: ignore[misc]
             yield cursor
 
-    # ##### Transaction mode #####
-
-    def set_autocommit(self, autocommit: bool, force_begin_transaction_with_broken_autocommit: bool = False) -> None:
-        super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)  # type: ignore[misc]
-        if autocommit and self._djpool_transaction_mode and self._djpool_open_cursors <= 0:
-            self._djpool_release_between_transactions()
-
     def chunked_cursor(self) -> Any:
         cursor = super().chunked_cursor()  # type: ignore[misc]
         if self._djpool_lease.record is not None:
@@ -635,28 +633,7 @@ class PooledDatabaseWrapperMixin:
             self._djpool_open_cursors += 1
         cls = type(wrapper)
         watching = _watching_classes.get((watcher, cls))
-        wrapper.__class__ = watching if watching is not None else _watching_class(watcher, cls)  # type: ignore[arg-type]
-
-    def disable_constraint_checking(self) -> bool:
-        # MySQL turns foreign_key_checks off for the session, outside any
-        # transaction (e.g. migrations' schema editor, loaddata): the
-        # statements until enable_constraint_checking() must share it.
-        pin = self._djpool_transaction_mode and not self._djpool_pinned
-        self._djpool_pinned = self._djpool_pinned or pin
-        disabled = bool(super().disable_constraint_checking())  # type: ignore[misc]
-        if pin and not disabled:
-            self._djpool_pinned = False
-            self._djpool_release_between_transactions()
-        return disabled
-
-    def enable_constraint_checking(self) -> None:
-        try:
-            super().enable_constraint_checking()  # type: ignore[misc]
-        finally:
-            if self._djpool_pinned:
-                self._djpool_pinned = False
-                if self._djpool_open_cursors <= 0:
-                    self._djpool_release_between_transactions()
+        wrapper.__class__ = watching if watching is not None else watching_class(watcher, cls)  # type: ignore[arg-type]
 
     def _djpool_saw_raw_statement(self, kind: str, sql: str) -> None:
         """A raw transaction statement or session-level SET ran outside atomic()."""
@@ -666,97 +643,10 @@ class PooledDatabaseWrapperMixin:
             # back when this statement's cursor closes.
             if self.djpool_watch_transaction_statements:
                 self._djpool_raw_transaction = kind == "begin"
-        elif self._djpool_transaction_mode and not (
-            self._djpool_pinned or self._djpool_raw_transaction or sql in _warned_statements
-        ):
-            _warned_statements.add(sql)
-            logger.warning(
-                "POOL_MODE='transaction' on database %r: %r changes the session outside a "
-                "transaction, so it may reach whichever request gets this connection next. "
-                "Run it inside atomic() with SET LOCAL, or use POOL_MODE='session'.",
-                self.alias,
-                sql[:200],
-            )
-
-    def _djpool_cursor_closed(self) -> None:
-        self._djpool_open_cursors -= 1
-        if self._djpool_open_cursors <= 0:
-            self._djpool_release_between_transactions()
-
-    def _djpool_release_between_transactions(self) -> None:
-        """Give the connection back if no transaction or cursor needs it."""
-        if (
-            self._djpool_lease.record is not None
-            and not self._djpool_connecting
-            and self.autocommit  # type: ignore[attr-defined]
-            and not self.in_atomic_block  # type: ignore[attr-defined]
-            and not self.closed_in_transaction  # type: ignore[attr-defined]
-            and not self._djpool_pinned
-            and not self._djpool_raw_transaction
-            and not self.djpool_transaction_open(self.connection)
-        ):
-            pool = self._djpool_lease.pool
-            self._djpool_release()
-            self._djpool_parked_in = pool
+        elif self._djpool_transaction_mode:
+            self._djpool_warn_session_change(sql)
 
 
-class ReleasedConnection:
-    """Stands in for a driver connection that ``_close()`` gave back to the pool."""
-
-    # One (stateless) instance per DB-API module: _close() runs on every checkin.
-    _instances: dict[Any, ReleasedConnection] = {}
-
-    def __init__(self, database: Any) -> None:
-        # An AttributeError too, so hasattr() and getattr(default) work.
-        try:
-            error = type("ConnectionReleased", (database.InterfaceError, AttributeError), {})
-        except TypeError:
-            # psycopg2's errors are C types that cannot also be AttributeErrors
-            # ("multiple bases have instance lay-out conflict").
-            error = type("ConnectionReleased", (database.InterfaceError,), {})
-        self.__dict__["_error"] = error
-
-    @classmethod
-    def for_database(cls, database: Any) -> ReleasedConnection:
-        instance = cls._instances.get(database)
-        if instance is None:
-            instance = cls._instances.setdefault(database, cls(database))
-        return instance
-
-    def __getattr__(self, name: str) -> Any:
-        raise self.__dict__["_error"]("connection already closed (djpool gave it back to the pool)")
-
-    def close(self) -> None:
-        """Closing again is harmless, as with a driver connection."""
-
-    def __repr__(self) -> str:
-        return "<ReleasedConnection: given back to the pool>"
-
-
-# What djpool looks for in SQL run outside Django's transactions: a raw
-# transaction's start (not a PL/SQL block or MariaDB's BEGIN NOT ATOMIC,
-# which also open with BEGIN) and end (ROLLBACK TO a savepoint, and COMMIT or
-# ROLLBACK AND CHAIN, which opens the next one, end nothing), and, for
-# transaction mode's warning, a session-level SET (SET LOCAL, SET TRANSACTION
-# and SET CONSTRAINTS last one transaction).
-_RAW_STATEMENT = re.compile(
-    r"\s*(?:"
-    r"(?P<begin>START\s+TRANSACTION\b|BEGIN(?:\s+(?:WORK|TRANSACTION))?"
-    r"(?=\s*(?:;|\Z|ISOLATION\b|READ\b|DEFERRABLE\b|NOT\s+DEFERRABLE\b)))"
-    r"|(?P<end>COMMIT|ROLLBACK|END|ABORT)\b(?!(?:\s+WORK|\s+TRANSACTION)?\s+(?:TO|AND\s+CHAIN)\b)"
-    r"|(?P<set>SET)\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)"
-    r")",
-    re.IGNORECASE,
-)
-_warned_statements: set[str] = set()
-# The first three characters of what _RAW_STATEMENT can match, in any case
-# (after leading space, which is left to the regex).
-_RAW_STATEMENT_STARTS = frozenset(
-    "".join(chars)
-    for word in ("START", "BEGIN", "COMMIT", "ROLLBACK", "END", "ABORT", "SET")
-    for chars in itertools.product(*((c.lower(), c.upper()) for c in word[:3]))
-)
-_SPACE = frozenset(" \t\n\r\f\v")
 
 # How many times a setting changed (override_settings() in tests): a wrapper
 # parked before a change connects anew, as stock, instead of being taken back.
@@ -769,53 +659,3 @@ def _count_setting_change(**kwargs: Any) -> None:
 
 
 setting_changed.connect(_count_setting_change, dispatch_uid="djpool.core.mixins.settings_generation")
-
-
-class _StatementWatchingCursor:
-    """Tell the wrapper about raw transaction statements and session-level SETs."""
-
-    cursor: Any
-    db: Any
-
-    def execute(self, sql: Any, params: Any = None) -> Any:
-        db = self.db
-        if (
-            (type(sql) is str or isinstance(sql, str))  # a call only for str subclasses
-            and (sql[:3] in _RAW_STATEMENT_STARTS or sql[:1] in _SPACE)  # most statements: no regex
-            and db.autocommit
-            and not db.in_atomic_block
-            and not db._djpool_connecting  # Django's own per-connection setup
-            and (match := _RAW_STATEMENT.match(sql)) is not None
-        ):
-            db._djpool_saw_raw_statement(match.lastgroup, sql)
-        return super().execute(sql, params)  # type: ignore[misc]
-
-
-class _ReleasingCursor(_StatementWatchingCursor):
-    """Also tell the wrapper when the cursor closes, so transaction mode can release."""
-
-    _djpool_closed = False
-
-    def close(self) -> None:
-        try:
-            self.cursor.close()
-        finally:
-            if not self._djpool_closed:
-                self._djpool_closed = True
-                self.db._djpool_cursor_closed()
-
-
-_watching_classes: dict[tuple[type, type], type] = {}
-
-
-def _watching_class(watcher: type, cls: type) -> type:
-    """``cls`` (a vendor's cursor wrapper class) with ``watcher``'s execute() (and close())."""
-    watching = _watching_classes.get((watcher, cls))
-    if watching is None:
-        if issubclass(cls, watcher):
-            watching = cls
-        else:
-            name = f"{watcher.__name__.lstrip('_').replace('Cursor', '')}{cls.__name__}"
-            watching = type(name, (watcher, cls), {})
-        watching = _watching_classes.setdefault((watcher, cls), watching)
-    return watching
