@@ -24,6 +24,17 @@ def make_pool(**kw):
     return FairQueuePool(creator, **kw), opened
 
 
+def hold_with_a_waiter(pool, barge_window, wait):
+    """The pool's one connection held here, and a thread running ``wait`` in line for it."""
+    pool._barge_window = barge_window
+    held = pool.connect()
+    thread = threading.Thread(target=wait)
+    thread.start()
+    while pool.waiting() < 1:
+        time.sleep(0.001)
+    return held, thread
+
+
 def test_idle_connections_are_reused():
     pool, opened = make_pool(pool_size=2, max_overflow=0)
     first = pool.connect()
@@ -82,8 +93,6 @@ def test_a_running_thread_may_take_a_connection_a_recent_waiter_was_woken_for():
     and the waiter is woken to look; the thread that is running takes it
     first, and the waiter, back at the front of the line, gets the next."""
     pool, _ = make_pool(pool_size=1, max_overflow=0, timeout=5)
-    pool._barge_window = 60.0  # every waiter is recent
-    held = pool.connect()
     got = []
 
     def wait():
@@ -91,10 +100,7 @@ def test_a_running_thread_may_take_a_connection_a_recent_waiter_was_woken_for():
         got.append(time.monotonic())
         conn.close()
 
-    thread = threading.Thread(target=wait)
-    thread.start()
-    while pool.waiting() < 1:
-        time.sleep(0.001)
+    held, thread = hold_with_a_waiter(pool, 60.0, wait)  # every waiter is recent
     with pool._lock:  # the waiter cannot look before this thread takes it again
         held.close()
         again = pool.connect()
@@ -111,13 +117,8 @@ def test_a_running_thread_may_take_a_connection_a_recent_waiter_was_woken_for():
 
 def test_a_waiter_past_the_window_is_handed_the_connection():
     pool, _ = make_pool(pool_size=1, max_overflow=0, timeout=5)
-    pool._barge_window = 0.0
-    held = pool.connect()
     got = []
-    thread = threading.Thread(target=lambda: got.append(pool.connect()))
-    thread.start()
-    while pool.waiting() < 1:
-        time.sleep(0.001)
+    held, thread = hold_with_a_waiter(pool, 0.0, lambda: got.append(pool.connect()))
     with pool._lock:
         held.close()
         # Handed to the waiter: nothing idle for this thread to take.
