@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from djbench.report import fmt
@@ -137,10 +137,63 @@ def header(results: Results) -> str:
     return text
 
 
+# ##### Table shapes #####
+#
+# Most tables put the servers side by side: a label column, then one group of
+# columns per vendor (or per vendor and query), the first header of a group
+# naming the server. These helpers are that shape, so each table below only
+# says which entries it shows and how one entry fills its group. A table of a
+# fixed list (``GRID``, ``_ENDING``, ``_E2E``) leaves out what no vendor ran;
+# one whose rows are what the run ``reported`` has nothing to leave out.
+
+#: One vendor's entry in the results (a configuration's figures), or None.
+Entry = dict[str, Any] | None
+#: How one entry fills its group of cells.
+Cells = Callable[[dict[str, Any]], list[Any]]
+
+
+def group_headers(server: str, columns: Sequence[str]) -> list[str]:
+    """One group's headers: the first names the server, so the rest can stay short."""
+    return [f"{server} {column}" if i == 0 else column for i, column in enumerate(columns)]
+
+
+def vendor_headers(results: Results, vs: Sequence[str], columns: Sequence[str]) -> list[str]:
+    """The same group of headers for each vendor in turn."""
+    return [header for v in vs for header in group_headers(server_name(results, v), columns)]
+
+
+def blank_group(width: int) -> list[str]:
+    """A group for a vendor without the entry: a dash, then blanks, so the columns stay in line."""
+    return [_DASH, *[""] * (width - 1)]
+
+
+def vendor_row(label: str, entries: Sequence[Entry], cells: Cells, blank: Sequence[Any]) -> list[Any]:
+    """A table row: ``label``, then ``cells(entry)`` for each entry, or ``blank`` where the run has none."""
+    filled: list[Any] = [label]
+    for entry in entries:
+        filled += cells(entry) if entry else blank
+    return filled
+
+
+def reported(found: Results, vs: Sequence[str], name: Callable[[str], str] = str) -> list[str]:
+    """The ``name``s of what any vendor reported, in the order the run reported them first.
+
+    Used where the results, not ``GRID``, decide which configurations a table
+    lists (the run's plan chose them).
+    """
+    return list(dict.fromkeys(name(k) for v in vs for k in found.get(v, {})))
+
+
+def _unprefixed(results_key: str) -> str:
+    """``pg_native32`` -> ``native32``: the configuration, whichever vendor's key it was."""
+    return results_key.split("_", 1)[1]
+
+
 # ##### Tables #####
 
 
 def statements(results: Results) -> str:
+    """One figure per vendor, so no column groups; a configuration neither server ran is left out."""
     counts = results.get("statements")
     if not counts:
         return not_run("Statements per request")
@@ -148,10 +201,21 @@ def statements(results: Results) -> str:
     rows = []
     for name in GRID:
         values = [counts.get(key(v, name)) for v in vs]
-        if all(_missing(x) for x in values):
-            continue
-        rows.append([LABELS[name], *(whole_or_two(x) for x in values)])
+        if not all(_missing(x) for x in values):
+            rows.append([LABELS[name], *(whole_or_two(x) for x in values)])
     return table(["configuration", *(server_name(results, v) for v in vs)], rows)
+
+
+def _calls_label(name: str) -> str:
+    """djpool is measured in both modes: the label says which (the calls phase names them ``djpool``, ``djpool_transaction4``)."""
+    if name.startswith("djpool"):
+        return f"**djpool, {'transaction' if 'transaction' in name else 'session'} mode**"
+    return LABELS.get(name, name)
+
+
+def _calls_cells(name: str) -> Cells:
+    """Calls per request and the excess over the floor; the floor's own excess (zero by definition) is left blank."""
+    return lambda entry: [whole_or_two(entry["calls"]), "" if name == "unchecked" else signed(entry["over_floor"])]
 
 
 def calls(results: Results) -> str:
@@ -159,50 +223,44 @@ def calls(results: Results) -> str:
     if not found:
         return not_run("Calls per request")
     vs = vendors(results)
-    names: list[str] = []
-    for v in vs:
-        names += [n for n in found.get(v, {}) if n not in names]
     rows = []
-    for name in names:
-        if name.startswith("djpool"):
-            label = f"**djpool, {'transaction' if 'transaction' in name else 'session'} mode**"
-        else:
-            label = LABELS.get(name, name)
-        cells = []
-        for v in vs:
-            entry = found.get(v, {}).get(name)
-            if entry is None:
-                cells += [_DASH, ""]
-            else:
-                cells += [whole_or_two(entry["calls"]), "" if name == "unchecked" else signed(entry["over_floor"])]
-        rows.append([label, *cells])
-    headers = ["configuration"]
-    for v in vs:
-        headers += [f"{server_name(results, v)} calls/request", "over the floor"]
-    return table(headers, rows)
+    for name in reported(found, vs):
+        entries = [found.get(v, {}).get(name) for v in vs]
+        rows.append(vendor_row(_calls_label(name), entries, _calls_cells(name), blank_group(2)))
+    return table(["configuration", *vendor_headers(results, vs, ["calls/request", "over the floor"])], rows)
+
+
+_QUERIES = {"select": "`SELECT 1`", "orm": "ORM read"}
+
+
+def _latency_cells(entry: dict[str, Any]) -> list[Any]:
+    return [us(entry["mean"]), ratio(entry["djpool_ratio"])]
 
 
 def latency(results: Results) -> str:
+    """A group per vendor and query, each the mean and djpool's ratio to it; blank (not a dash) where not run."""
     found = results.get("latency")
     if not found:
         return not_run("Latency")
-    columns = [(v, q) for v in vendors(results) for q in ("select", "orm") if f"{v}:{q}" in found]
+    columns = [(v, q) for v in vendors(results) for q in _QUERIES if f"{v}:{q}" in found]
     rows = []
     for name in GRID:
-        cells = []
-        for v, q in columns:
-            entry = found[f"{v}:{q}"].get(key(v, name))
-            cells += [us(entry["mean"]), ratio(entry["djpool_ratio"])] if entry else ["", ""]
-        if any(cells):
-            label = LABELS[name].replace("**", "")
-            rows.append([label, *cells])
+        entries = [found[f"{v}:{q}"].get(key(v, name)) for v, q in columns]
+        if any(entries):
+            rows.append(vendor_row(LABELS[name].replace("**", ""), entries, _latency_cells, ["", ""]))
     headers = ["configuration"]
     for v, q in columns:
-        headers += [f"{server_name(results, v)} {'`SELECT 1`' if q == 'select' else 'ORM read'}", "djpool ÷"]
+        headers += group_headers(server_name(results, v), [_QUERIES[q], "djpool ÷"])
     return table(headers, rows)
 
 
+def _scaling_cells(entry: dict[str, Any]) -> list[Any]:
+    latencies = f"{ms(entry['p50'])} / {ms(entry['p99'])} / {ms(entry['max'])}"
+    return [number(entry["rate"]), latencies, ratio(entry["fairness"]), entry["peak_connections"]]
+
+
 def scaling(results: Results) -> str:
+    """The most threads the run tried: where pools differ most."""
     found = results.get("scaling")
     if not found:
         return not_run("Threads")
@@ -210,19 +268,11 @@ def scaling(results: Results) -> str:
     vs = vendors(results)
     rows = []
     for name in GRID:
-        cells = []
-        for v in vs:
-            s = found.get(f"{key(v, name)}:{threads}")
-            if s is None:
-                cells += [_DASH, "", "", ""]
-            else:
-                cells += [number(s["rate"]), f"{ms(s['p50'])} / {ms(s['p99'])} / {ms(s['max'])}", ratio(s["fairness"]), s["peak_connections"]]
-        if any(c not in ("", _DASH) for c in cells):
-            rows.append([LABELS[name], *cells])
-    headers = [f"{threads} threads"]
-    for v in vs:
-        headers += [f"{server_name(results, v)} req/s", "p50 / p99 / max ms", "fairness", "server conns"]
-    return table(headers, rows)
+        entries = [found.get(f"{key(v, name)}:{threads}") for v in vs]
+        if any(entries):
+            rows.append(vendor_row(LABELS[name], entries, _scaling_cells, blank_group(4)))
+    columns = ["req/s", "p50 / p99 / max ms", "fairness", "server conns"]
+    return table([f"{threads} threads", *vendor_headers(results, vs, columns)], rows)
 
 
 def _workload_label(results: Results, name: str) -> str:
@@ -237,60 +287,87 @@ def _workload_label(results: Results, name: str) -> str:
     }.get(name, name)
 
 
+def _workload_cells(entry: dict[str, Any]) -> list[Any]:
+    return [number(entry["rate"]), ms(entry["p99"]), entry["peak_connections"]]
+
+
 def workload(results: Results) -> str:
     found = results.get("workload")
     if not found:
         return not_run("Workload")
     vs = vendors(results)
-    names: list[str] = []
-    for v in vs:
-        names += [k.split("_", 1)[1] for k in found.get(v, {}) if k.split("_", 1)[1] not in names]
     rows = []
-    for name in names:
-        cells = []
-        for v in vs:
-            s = found.get(v, {}).get(key(v, name))
-            cells += [number(s["rate"]), ms(s["p99"]), s["peak_connections"]] if s else [_DASH, "", ""]
-        rows.append([_workload_label(results, name), *cells])
-    headers = [""]
+    for name in reported(found, vs, _unprefixed):
+        entries = [found.get(v, {}).get(key(v, name)) for v in vs]
+        rows.append(vendor_row(_workload_label(results, name), entries, _workload_cells, blank_group(3)))
+    return table(["", *vendor_headers(results, vs, ["req/s", "p99 ms", "server conns"])], rows)
+
+
+#: How the worst and the median of the runs are taken.
+_SUMMARIES: dict[str, Callable[[list[Any]], Any]] = {"worst": min, "median": statistics.median}
+
+
+def _nth(values: list[Any], n: int, show: Callable[[Any], str]) -> str:
+    """Run ``n``'s figure, or a dash where this series had fewer runs."""
+    return show(values[n]) if n < len(values) else _DASH
+
+
+def _summary(values: list[Any], measure: str, show: Callable[[Any], str]) -> str:
+    """The worst or the median of the runs; a run that measured nothing (null) makes it unknown, as in the check."""
+    if not values or any(_missing(x) for x in values):
+        return _DASH
+    return show(_SUMMARIES[measure](values))
+
+
+def _run_row(found: Results, vs: Sequence[str], n: int) -> list[Any]:
+    """Run ``n`` (from 0): each vendor's rate, then its ratios to the others."""
+    cells: list[Any] = [n + 1]
     for v in vs:
-        headers += [f"{server_name(results, v)} req/s", "p99 ms", "server conns"]
-    return table(headers, rows)
+        cells.append(_nth(found[v]["rates"], n, number))
+        cells += [_nth(c["ratios"], n, ratio) for c in found[v]["comparisons"]]
+    return cells
+
+
+def _summary_row(found: Results, vs: Sequence[str], measure: str) -> list[Any]:
+    """The runs' worst or median; in bold where it is the figure the comparison's target checks."""
+    cells: list[Any] = [f"**{measure}**"]
+    for v in vs:
+        cells.append(_summary(found[v]["rates"], measure, number))
+        for c in found[v]["comparisons"]:
+            value = _summary(c["ratios"], measure, ratio)
+            cells.append(f"**{value}**" if measure == c["measure"] else value)
+    return cells
 
 
 def workload_runs(results: Results) -> str:
+    """Run by run, because the targets are checked on the worst run (or the median), not on an average.
+
+    Each vendor's transaction mode is compared with configurations of its own,
+    so the groups of columns differ from vendor to vendor.
+    """
     found = results.get("workload_runs")
     if not found:
         return not_run("Transaction mode, run by run")
-    plan = results.get("plan", {})
-    small = plan.get("small_pool", 4)
+    small = results.get("plan", {}).get("small_pool", 4)
     vs = [v for v in vendors(results) if v in found]
-    runs = max(len(found[v]["rates"]) for v in vs)
     headers = ["run"]
     for v in vs:
-        headers.append(f"{server_name(results, v)} transaction mode on {small}, req/s")
-        headers += [f"÷ {c['versus']}" for c in found[v]["comparisons"]]
-    rows = []
-    for n in range(runs):
-        cells: list[Any] = [n + 1]
-        for v in vs:
-            rates = found[v]["rates"]
-            cells.append(number(rates[n]) if n < len(rates) else _DASH)
-            cells += [ratio(c["ratios"][n]) if n < len(c["ratios"]) else _DASH for c in found[v]["comparisons"]]
-        rows.append(cells)
-    for measure in ("worst", "median"):
-        take = min if measure == "worst" else statistics.median
-        cells = [f"**{measure}**"]
-        for v in vs:
-            # A run that measured nothing (null) makes the worst and the median unknown, as in the check.
-            rates = found[v]["rates"]
-            cells.append(_DASH if not rates or any(_missing(r) for r in rates) else number(take(rates)))
-            for c in found[v]["comparisons"]:
-                ratios = c["ratios"]
-                value = _DASH if not ratios or any(_missing(r) for r in ratios) else ratio(take(ratios))
-                cells.append(f"**{value}**" if measure == c["measure"] else value)
-        rows.append(cells)
+        versus = [f"÷ {c['versus']}" for c in found[v]["comparisons"]]
+        headers += group_headers(server_name(results, v), [f"transaction mode on {small}, req/s", *versus])
+    runs = max(len(found[v]["rates"]) for v in vs)
+    rows = [_run_row(found, vs, n) for n in range(runs)]
+    rows += [_summary_row(found, vs, measure) for measure in _SUMMARIES]
     return table(headers, rows)
+
+
+def _budget_label(found: Results, vs: Sequence[str], name: str) -> str:
+    """The label the run gave the configuration (the first vendor's); transaction mode, which the targets are about, in bold."""
+    label = next(found[v][name]["label"] for v in vs if name in found.get(v, {}))
+    return f"**{label}**" if name.startswith("djpool_budget_transaction") else label
+
+
+def _budget_cells(entry: dict[str, Any]) -> list[Any]:
+    return [number(entry["rate"]), f"{ms(entry['p50'])} / {ms(entry['p99'])}", entry["peak_connections"]]
 
 
 def fixed_budget(results: Results) -> str:
@@ -298,23 +375,11 @@ def fixed_budget(results: Results) -> str:
     if not found:
         return not_run("Fixed budget")
     vs = vendors(results)
-    names: list[str] = []
-    for v in vs:
-        names += [n for n in found.get(v, {}) if n not in names]
     rows = []
-    for name in names:
-        label = next(found[v][name]["label"] for v in vs if name in found.get(v, {}))
-        if name.startswith("djpool_budget_transaction"):
-            label = f"**{label}**"
-        cells = []
-        for v in vs:
-            s = found.get(v, {}).get(name)
-            cells += [number(s["rate"]), f"{ms(s['p50'])} / {ms(s['p99'])}", s["peak_connections"]] if s else [_DASH, "", ""]
-        rows.append([label, *cells])
-    headers = [""]
-    for v in vs:
-        headers += [f"{server_name(results, v)} req/s", "p50 / p99 ms", "server conns"]
-    return table(headers, rows)
+    for name in reported(found, vs):
+        entries = [found.get(v, {}).get(name) for v in vs]
+        rows.append(vendor_row(_budget_label(found, vs, name), entries, _budget_cells, blank_group(3)))
+    return table(["", *vendor_headers(results, vs, ["req/s", "p50 / p99 ms", "server conns"])], rows)
 
 
 _ENDING = {
@@ -325,6 +390,12 @@ _ENDING = {
 }
 
 
+def _ending_cells(entry: dict[str, Any]) -> list[Any]:
+    """``reclaimed`` is None for configurations that take nothing back: blank, since no figure is missing."""
+    reclaimed = "" if entry["reclaimed"] is None else number(entry["reclaimed"])
+    return [number(entry["requests"]), entry["errors"], number(entry["ended_threads"]), reclaimed]
+
+
 def availability(results: Results) -> str:
     found = results.get("availability")
     if not found:
@@ -332,23 +403,15 @@ def availability(results: Results) -> str:
     vs = vendors(results)
     rows = []
     for name, label in _ENDING.items():
-        cells = []
-        for v in vs:
-            s = found.get(v, {}).get(key(v, name))
-            if s is None:
-                cells += [_DASH, "", "", ""]
-            else:
-                reclaimed = "" if s["reclaimed"] is None else number(s["reclaimed"])
-                cells += [number(s["requests"]), s["errors"], number(s["ended_threads"]), reclaimed]
-        if any(c not in ("", _DASH) for c in cells):
-            rows.append([label, *cells])
-    headers = [""]
-    for v in vs:
-        headers += [f"{server_name(results, v)} requests", "errors", "threads ended", "reclaimed"]
-    return table(headers, rows)
+        entries = [found.get(v, {}).get(key(v, name)) for v in vs]
+        if any(entries):
+            rows.append(vendor_row(label, entries, _ending_cells, blank_group(4)))
+    columns = ["requests", "errors", "threads ended", "reclaimed"]
+    return table(["", *vendor_headers(results, vs, columns)], rows)
 
 
 def memory(results: Results) -> str:
+    """A row per vendor, not a group of columns: one set of figures per server, not per configuration."""
     found = results.get("memory")
     if not found:
         return not_run("Memory")
@@ -368,7 +431,12 @@ def memory(results: Results) -> str:
 _E2E = {"persistent": "Django persistent", "native": "Django's native pool", "predecessor": "django-db-connection-pool", "djpool": "djpool"}
 
 
+def _e2e_cell(entry: dict[str, Any]) -> list[Any]:
+    return [f"{number(entry['rate'])} ({entry['peak_connections']})"]
+
+
 def gunicorn(results: Results) -> str:
+    """A column per vendor and worker kind: req/s with the server's peak connections in brackets."""
     found = results.get("e2e")
     if not found:
         return not_run("gunicorn")
@@ -376,20 +444,32 @@ def gunicorn(results: Results) -> str:
     vs = vendors(results)
     rows = []
     for name, label in _E2E.items():
-        cells = []
-        for v in vs:
-            for kind in kinds:
-                s = found.get(v, {}).get(f"{key(v, name)}:{kind}")
-                cells.append(f"{number(s['rate'])} ({s['peak_connections']})" if s else _DASH)
-        if any(c != _DASH for c in cells):
-            rows.append([label, *cells])
-    headers = [""]
-    for v in vs:
-        headers += [f"{server_name(results, v)} {kind}" if i == 0 else kind for i, kind in enumerate(kinds)]
-    return table(headers, rows)
+        entries = [found.get(v, {}).get(f"{key(v, name)}:{kind}") for v in vs for kind in kinds]
+        if any(entries):
+            rows.append(vendor_row(label, entries, _e2e_cell, blank_group(1)))
+    return table(["", *vendor_headers(results, vs, kinds)], rows)
 
 
 _STATUS = {"PASS": "met", "FAIL": "missed", "OUT OF REACH": "out of reach"}
+
+
+def _target_figure(value: Any, unit: str) -> str:
+    """A count (statements, calls, connections: no unit) whole when it is; a ratio as the run's report shows it."""
+    if _missing(value):
+        return _DASH
+    show = whole_or_two if unit == "" else fmt
+    return f"{show(value)}{unit}"
+
+
+def _target_row(results: Results, check: dict[str, Any]) -> list[Any]:
+    unit = check.get("unit", "x")
+    op = "≥" if check.get("higher_is_better") else "≤"
+    floor = check.get("floor")
+    return [
+        server_name(results, check["vendor"]), check["name"], _target_figure(check["value"], unit),
+        f"{op} {_target_figure(check['limit'], unit)}", "" if _missing(floor) else _target_figure(floor, unit),
+        _STATUS.get(check["status"], check["status"]),
+    ]  # fmt: skip
 
 
 def targets(results: Results) -> str:
@@ -400,22 +480,9 @@ def targets(results: Results) -> str:
     out = sum(c["status"] == "OUT OF REACH" for c in checks)
     intro = f"{met} of {len(checks)} targets were met in this run"
     intro += f", {out} {'is' if out == 1 else 'are'} out of reach here:" if out else ":"
-    rows = []
-    for c in checks:
-        op = "≥" if c.get("higher_is_better") else "≤"
-        unit = c.get("unit", "x")
-        show = whole_or_two if unit == "" else fmt  # a count (statements, calls, connections) or a ratio
-
-        def value(x: Any, unit: str = unit, show: Callable[[Any], str] = show) -> str:
-            return _DASH if _missing(x) else f"{show(x)}{unit}"
-
-        floor = c.get("floor")
-        rows.append([
-            server_name(results, c["vendor"]), c["name"], value(c["value"]), f"{op} {value(c['limit'])}",
-            "" if _missing(floor) else value(floor), _STATUS.get(c["status"], c["status"]),
-        ])  # fmt: skip
-    errors = results.get("errors") or []
+    rows = [_target_row(results, c) for c in checks]
     text = intro + "\n\n" + table(["server", "target", "djpool", "limit", "floor", ""], rows, "llrrrl")
+    errors = results.get("errors") or []
     if errors:
         text += f"\n\nThe run reported {len(errors)} error(s); the first: `{errors[0]}`"
     return text
@@ -440,7 +507,7 @@ SECTIONS: dict[str, Callable[[Results], str]] = {
 
 # ##### The page #####
 
-_MARKED = re.compile(r"(<!-- bench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.S)
+_MARKED = re.compile(r"(<!-- bench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.DOTALL)
 
 
 class MarkerError(ValueError):
