@@ -84,6 +84,19 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
     settings_dict: dict[str, Any]
     connection: Any
 
+    #: Whether the backend overrides djpool_connection_taken() and
+    #: djpool_refresh_connection_state(): where it does not, a request pays
+    #: no call for them. Set per class by __init_subclass__().
+    _djpool_taken_hook = False
+    _djpool_refresh_hook = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._djpool_taken_hook = cls.djpool_connection_taken is not PooledDatabaseWrapperMixin.djpool_connection_taken
+        cls._djpool_refresh_hook = (
+            cls.djpool_refresh_connection_state is not PooledDatabaseWrapperMixin.djpool_refresh_connection_state
+        )
+
     def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS, *args: Any, **kwargs: Any) -> None:
         super().__init__(settings_dict, alias, *args, **kwargs)  # type: ignore[call-arg]
         # The pool entry this wrapper holds, and the pool it came from.
@@ -146,9 +159,6 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
             if self.djpool_watch_transaction_statements
             else None
         )
-        # Whether the vendor overrides these hooks: where it does not, a
-        # request pays no call for them.
-        cls = type(self)
         # The class make_cursor() builds for a pooled connection, where the
         # vendor keeps Django's make_cursor(): Django's CursorWrapper, with
         # the watcher's execute() if there is one. None: the vendor builds
@@ -157,10 +167,6 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         if getattr(super().make_cursor, "__func__", None) is BaseDatabaseWrapper.make_cursor:
             watcher = self._djpool_cursor_watcher
             self._djpool_cursor_class = CursorWrapper if watcher is None else watching_class(watcher, CursorWrapper)
-        self._djpool_taken_hook = cls.djpool_connection_taken is not PooledDatabaseWrapperMixin.djpool_connection_taken
-        self._djpool_refresh_hook = (
-            cls.djpool_refresh_connection_state is not PooledDatabaseWrapperMixin.djpool_refresh_connection_state
-        )
 
     def _djpool_validate_settings(self) -> PoolOptions:
         options = parse_pool_options(self.alias, self.settings_dict.get("POOL_OPTIONS"))
