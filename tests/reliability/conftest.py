@@ -147,6 +147,17 @@ class PoolCloses:
         return {sid for sid in listed if self.closed_at.get(sid, sampled_at + 1) > sampled_at}
 
 
+def held_sessions(closes: PoolCloses, listed: Callable[[], set[int]]) -> Callable[[], int]:
+    """A :class:`PeakWatcher` count: of the session ids ``listed()`` reads from
+    the server, those no pool had begun to close when the sample began."""
+
+    def count() -> int:
+        sampled_at = time.monotonic()
+        return len(closes.held(listed(), sampled_at))
+
+    return count
+
+
 def jain_fairness(values: list[float]) -> float:
     """Jain's index: 1.0 when every thread got the same share, 1/n when one got all."""
     total = sum(values)

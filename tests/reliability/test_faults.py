@@ -20,7 +20,7 @@ from django.db.utils import DatabaseError, InterfaceError, OperationalError
 
 from djpool.core import stats
 from tests.conftest import run_in_threads
-from tests.reliability.conftest import PeakWatcher, PoolCloses, backend_pid
+from tests.reliability.conftest import PeakWatcher, PoolCloses, backend_pid, held_sessions
 
 pytestmark = pytest.mark.server_backed
 
@@ -324,22 +324,17 @@ def test_sessions_killed_at_random_under_load(mode, wsgi, items, make_alias, ser
                 killed.append(victim)
             time.sleep(0.02)
 
-    def pool_sessions() -> int:
-        """Sessions the pool held when the sample began, as the server lists them.
-
-        Left out: sessions the chaos killed (MariaDB lists one as "Killed"
-        until its thread notices) and sessions the pool had begun to close
-        (listed until the server's thread reads the goodbye).
-        """
-        sampled_at = time.monotonic()
+    def listed_sessions() -> set[int]:
+        """The server's sessions but those the chaos killed (MariaDB lists one as
+        "Killed" until its thread notices) and those there before the test."""
         if server.vendor == "postgresql":
             listed = server.session_ids()
         else:
             sql = "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID() AND command <> 'Killed'"
             listed = {int(row[0]) for row in server.query(sql, [server.database])}
-        return len(closes.held(listed - baseline_sessions - set(killed), sampled_at))
+        return listed - baseline_sessions - set(killed)
 
-    with PoolCloses() as closes, PeakWatcher(pool_sessions) as watcher:
+    with PoolCloses() as closes, PeakWatcher(held_sessions(closes, listed_sessions)) as watcher:
         chaos = threading.Thread(target=killer)
         chaos.start()
         workers = [threading.Thread(target=client) for _ in range(threads)]
