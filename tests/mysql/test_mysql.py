@@ -109,12 +109,18 @@ def test_pymysql_stands_in_for_missing_mysqlclient(server):
     assert answer["session"] > 0
 
 
-def test_connection_given_back_out_of_autocommit_is_restored_on_its_return(make_alias, monkeypatch):
-    """A request that ends with autocommit off (stock close path) gives its
-    connection back rolled back and in autocommit again: both round trips at
-    the return, under VALIDATION_TIMEOUT, none left for the next request's
-    take-back, which the server sees send nothing of its own."""
+@pytest.mark.parametrize("autocommit_setting", [True, False])
+def test_connection_given_back_in_another_autocommit_mode_is_restored_on_its_return(
+    make_alias, monkeypatch, autocommit_setting
+):
+    """A request that ends in the other autocommit mode (Django's own close
+    path) gives its connection back in AUTOCOMMIT's mode again, set at the
+    return within VALIDATION_TIMEOUT (after the rollback, if one was due), so
+    the next request's connect sends no autocommit switch of its own."""
+    from unittest import mock
+
     from django.core.signals import request_finished, request_started
+    from django.db.backends.mysql.base import DatabaseWrapper as StockWrapper
 
     from djpool.backends.mysql.base import DatabaseWrapper
 
@@ -126,24 +132,27 @@ def test_connection_given_back_out_of_autocommit_is_restored_on_its_return(make_
         restored.append((autocommit, timeout, bool(dbapi_connection.get_autocommit())))
 
     monkeypatch.setattr(DatabaseWrapper, "djpool_autocommit_within", staticmethod(recording))
-    conn = connections[make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "VALIDATION_TIMEOUT": 2})]
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "VALIDATION_TIMEOUT": 2}, AUTOCOMMIT=autocommit_setting)
+    conn = connections[alias]
     request_started.send(sender=None)
-    conn.set_autocommit(False)
+    conn.set_autocommit(not autocommit_setting)
     with conn.cursor() as cursor:
         before = session_status(cursor, "Questions")
         session = conn.connection.thread_id()
-    request_finished.send(sender=None)  # autocommit off: Django's own close path
-    # The SET's answer said autocommit is on again (the driver reads the server's status flag).
-    assert restored == [(True, 2.0, True)]
+    request_finished.send(sender=None)  # the other mode: Django's own close path
+    # The SET's answer carries the mode (the driver reads the server's status flag).
+    assert restored[-1:] == [(autocommit_setting, 2.0, autocommit_setting)]
 
+    switches = mock.patch.object(StockWrapper, "_set_autocommit", autospec=True, side_effect=StockWrapper._set_autocommit)
     request_started.send(sender=None)
     try:
-        with conn.cursor() as cursor:
+        with switches as switch, conn.cursor() as cursor:
             assert conn.connection.thread_id() == session
-            assert conn.get_autocommit() is True
-            # Since the first SHOW STATUS: ROLLBACK and SET autocommit at the
-            # return, then this SHOW STATUS; nothing sent by the take-back.
-            assert session_status(cursor, "Questions") - before == 3
+            assert conn.get_autocommit() is autocommit_setting
+            assert switch.call_count == 0
+            # Since the first SHOW STATUS: the ROLLBACK (if a transaction was
+            # open), the SET autocommit, this SHOW STATUS; nothing more.
+            assert session_status(cursor, "Questions") - before == (3 if autocommit_setting else 2)
     finally:
         request_finished.send(sender=None)
         conn.close()

@@ -89,7 +89,9 @@ class PoolDialect:
         mark that Django's per-connection setup has run on it. ``rollback``
         rolls back whatever the driver reports. With ``timeout``, each round
         trip gives up after that many seconds (:class:`NoAnswer`) where the
-        vendor can bound it.
+        vendor can bound it. Where setting autocommit is a round trip
+        (MySQL), the connection also goes back in AUTOCOMMIT's mode, so that
+        the next holder's take-back sends nothing without a bound.
         """
         if self.abandoned:
             return False
@@ -109,11 +111,13 @@ class PoolDialect:
             self._full_reset(dbapi_connection)
             if info is not None:
                 info.pop(INITIALIZED_STATE, None)
-        if rolled_back and timeout is not None and self._autocommit_within is not None:
-            # Given back inside a transaction Django opened (autocommit off):
-            # restored here, bounded, not by the next holder's take-back.
+        if timeout is not None and self._autocommit_within is not None:
             wanted, set_within = self._autocommit_within
-            set_within(dbapi_connection, wanted, timeout)
+            # In another mode only if given back inside a transaction Django
+            # opened (autocommit off: rolled back above), or, with AUTOCOMMIT
+            # off, after set_autocommit(True): checked then, locally.
+            if rolled_back or not wanted:
+                set_within(dbapi_connection, wanted, timeout)
         return rolled_back
 
     def do_rollback(self, connection: Any) -> None:
