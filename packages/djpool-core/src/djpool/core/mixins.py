@@ -57,7 +57,7 @@ from djpool.core.exceptions import PoolTimeout
 from djpool.core.lease import Lease
 from djpool.core.options import PoolOptions, parse_pool_options
 from djpool.core.released import ReleasedConnection
-from djpool.core.statements import ReleasingCursor, StatementWatchingCursor, _watching_classes, watching_class
+from djpool.core.statements import ReleasingCursor, StatementWatchingCursor, watching_class
 from djpool.core.transaction_mode import TransactionModeMixin
 
 __all__ = ["PooledDatabaseWrapperMixin"]
@@ -637,9 +637,7 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         watcher = self._djpool_cursor_watcher
         if self._djpool_transaction_mode:
             self._djpool_open_cursors += 1
-        cls = type(wrapper)
-        watching = _watching_classes.get((watcher, cls))
-        wrapper.__class__ = watching if watching is not None else watching_class(watcher, cls)  # type: ignore[arg-type]
+        wrapper.__class__ = watching_class(watcher, type(wrapper))  # type: ignore[arg-type]
 
     def _djpool_saw_raw_statement(self, kind: str, sql: str) -> None:
         """A raw transaction statement or session-level SET ran outside atomic()."""
