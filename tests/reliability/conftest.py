@@ -102,15 +102,6 @@ class PeakWatcher:
         return max(self.samples)
 
 
-def session_id_of(dbapi_connection: Any) -> int:
-    """The server's id of a driver connection's session, read without a round trip."""
-    if hasattr(dbapi_connection, "thread_id"):  # mysqlclient, PyMySQL
-        return int(dbapi_connection.thread_id())
-    if hasattr(dbapi_connection, "info") and hasattr(dbapi_connection.info, "backend_pid"):  # psycopg 3
-        return int(dbapi_connection.info.backend_pid)
-    return int(dbapi_connection.get_backend_pid())  # psycopg2
-
-
 class PoolCloses:
     """When the pools began closing each server session, by session id.
 
@@ -125,7 +116,11 @@ class PoolCloses:
         self.closed_at: dict[int, float] = {}
 
     def _closed(self, dbapi_connection: Any, *args: Any) -> None:
-        self.closed_at.setdefault(session_id_of(dbapi_connection), time.monotonic())
+        from djpool.core.contrib.debug_toolbar import driver_session_id
+
+        session = driver_session_id(dbapi_connection)
+        assert session is not None, f"the driver of {dbapi_connection!r} does not know its session id"
+        self.closed_at.setdefault(int(session), time.monotonic())
 
     def __enter__(self) -> PoolCloses:
         from sqlalchemy import event
