@@ -20,6 +20,7 @@ from django.db.utils import DatabaseError, InterfaceError, OperationalError
 
 from djpool.core import stats
 from tests.conftest import run_in_threads
+from tests.reliability.chaos import SessionKiller
 from tests.reliability.conftest import PeakWatcher, PoolCloses, backend_pid, held_sessions
 
 pytestmark = pytest.mark.server_backed
@@ -283,6 +284,9 @@ def test_connection_killed_mid_request_with_reset(reset, make_alias, server):
 def test_sessions_killed_at_random_under_load(mode, wsgi, items, make_alias, server):
     """Chaos: the server kills a random session of the pool every 20 ms during failing requests.
 
+    The kills come from another process (:class:`SessionKiller`), at their
+    rate whatever the request threads do to this process's GIL.
+
     Only database errors may fail a request that should succeed; nothing
     rolled back is ever committed, everything acknowledged is; afterwards
     the pool is whole and every request succeeds.
@@ -296,16 +300,17 @@ def test_sessions_killed_at_random_under_load(mode, wsgi, items, make_alias, ser
     results: list[tuple[str, int, int, BaseException | None]] = []
     lock = threading.Lock()
     counter = itertools.count()
-    stop = threading.Event()
-    killed: list[int] = []
+    chaos = SessionKiller(server, spare=baseline_sessions)
+    killed = chaos.killed
     deadline = time.monotonic() + 30
 
     def client() -> None:
         while True:
             with lock:
                 n = next(counter)
-            # At least `total` requests, and on until at least 10 sessions were killed.
-            if (n >= total and len(killed) >= 10) or time.monotonic() > deadline:
+            # At least `total` requests, and on until at least 10 sessions were
+            # killed and the sampler counted the pool's sessions 20 times.
+            if (n >= total and len(killed) >= 10 and len(watcher.samples) >= 20) or time.monotonic() > deadline:
                 return
             route = ROUTES[n % len(ROUTES)]
             log._current.error = None
@@ -313,41 +318,34 @@ def test_sessions_killed_at_random_under_load(mode, wsgi, items, make_alias, ser
             with lock:
                 results.append((route, n, status, log._current.error))
 
-    def killer() -> None:
-        import random
-
-        while not stop.is_set():
-            victims = sorted(server.session_ids() - baseline_sessions)
-            if victims:
-                victim = random.choice(victims)
-                server.kill(victim)
-                killed.append(victim)
-            time.sleep(0.02)
+    # The sampler keeps one connection: a new one per sample costs a dozen
+    # waits for the GIL the request threads hold, and samples grow rare.
+    admin = server.admin_connect()
+    admin_cursor = admin.cursor()
+    if server.vendor == "postgresql":
+        listing = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+    else:
+        listing = "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID() AND command <> 'Killed'"
 
     def listed_sessions() -> set[int]:
         """The server's sessions but those the chaos killed (MariaDB lists one as
         "Killed" until its thread notices) and those there before the test."""
-        if server.vendor == "postgresql":
-            listed = server.session_ids()
-        else:
-            sql = "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID() AND command <> 'Killed'"
-            listed = {int(row[0]) for row in server.query(sql, [server.database])}
+        admin_cursor.execute(listing, [server.database])
+        listed = {int(row[0]) for row in admin_cursor.fetchall()}
         return listed - baseline_sessions - set(killed)
 
     with PoolCloses() as closes, PeakWatcher(held_sessions(closes, listed_sessions)) as watcher:
-        chaos = threading.Thread(target=killer)
-        chaos.start()
         workers = [threading.Thread(target=client) for _ in range(threads)]
         try:
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join(120)
+            with chaos:
+                for worker in workers:
+                    worker.start()
+                for worker in workers:
+                    worker.join(120)
         finally:
-            stop.set()
-            chaos.join(10)
             log.disconnect()
-    assert len(results) >= total and len(killed) >= 10, (len(results), len(killed))
+    admin.close()
+    assert len(results) >= total and len(killed) >= 10 and len(watcher.samples) >= 20, (len(results), len(killed), len(watcher.samples))
     planned = ("Planned",)
     for route, n, status, error in results:
         if status == 200:
