@@ -436,6 +436,7 @@ class Bench:
             run_rates: dict[str, list[float]] = {t.key: [] for t in targets}
             # djpool's own counters: how many checkouts waited for a connection, and how long.
             pool_stats: dict[str, dict[str, float]] = {}
+            round_figures: dict[str, list[dict[str, float]]] = {}
             turn = 0
             with ConnectionMonitor(server, [t.database for t in targets]) as monitor:
                 for _ in range(p.workload_runs):
@@ -444,13 +445,12 @@ class Bench:
                         for target in targets[turn % len(targets):] + targets[: turn % len(targets)]:
                             run = run_threads(target, Workload(SELECT, p.work), p.workload_threads, p.workload_duration)
                             if target.config.name == "djpool":
-                                totals = pool_stats.setdefault(
-                                    target.key,
-                                    {"checkouts": 0, "waits": 0, "wait_time_total": 0.0, "handovers": 0, "handover_latency_total": 0.0, "barged": 0},
-                                )
-                                for name, value in stats(target.alias).items():
-                                    if name in totals:
-                                        totals[name] += value
+                                figures = stats(target.alias)
+                                totals = pool_stats.setdefault(target.key, dict.fromkeys(_HANDOVER_FIGURES, 0))
+                                for name in _HANDOVER_FIGURES:
+                                    totals[name] += figures[name]
+                                # Each round's own figures: what the pool did in a fast round and in a slow one.
+                                round_figures.setdefault(target.key, []).append({"rate": run.rate, **_handover_summary(figures)})
                             target.dispose()
                             self.error(f"{target.key} workload", run.errors)
                             rounds[target.key].append(run)
@@ -474,12 +474,8 @@ class Bench:
                 waited = ["", "", "", ""]
                 totals = pool_stats.get(target.key)
                 if totals and totals["checkouts"]:
-                    s["waited_share"] = totals["waits"] / totals["checkouts"]
-                    s["mean_wait"] = totals["wait_time_total"] / totals["waits"] if totals["waits"] else 0.0
-                    # From a waiter's wake-up to its running again (the GIL, scheduling),
-                    # and the checkouts that took a returned connection ahead of a waiter.
-                    s["mean_handover"] = totals["handover_latency_total"] / totals["handovers"] if totals["handovers"] else 0.0
-                    s["barged_share"] = totals["barged"] / totals["checkouts"]
+                    s.update(_handover_summary(totals))
+                    s["rounds"] = round_figures[target.key]
                     waited = [f"{s['waited_share']:.0%}", ms(s["mean_wait"]), ms(s["mean_handover"]), f"{s['barged_share']:.0%}"]
                 label = target.key.split("_", 1)[1]
                 rows.append([label, f"{s['rate']:,.0f}", ms(s["p50"]), ms(s["p99"]), s["peak_connections"], *waited])
@@ -510,10 +506,20 @@ class Bench:
                 self.check(vendor, Check(f"workload: djpool {label} p99 ÷ native pool on {p.large_pool} p99", report.divide(tx["p99"], native["p99"]), 1.5))
             self.results["workload_runs"][vendor] = {"rates": tx["run_rates"], "comparisons": comparisons}
             if comparisons:
-                rows = [[n + 1, f"{rate:,.0f}", *(fmt(c["ratios"][n]) for c in comparisons)] for n, rate in enumerate(tx["run_rates"])]
-                rows.append(["worst", fmt(report.worst(tx["run_rates"])), *(fmt(report.worst(c["ratios"])) for c in comparisons)])
-                rows.append(["median", fmt(report.median(tx["run_rates"])), *(fmt(report.median(c["ratios"])) for c in comparisons)])
-                headers = ["run", f"transaction{p.small_pool} req/s", *(f"÷ {c['versus']}" for c in comparisons)]
+                # Beside each run's ratios, what the pool did in the round that gave the run its rate.
+                rounds_of_run = [tx["rounds"][n * p.workload_rounds : (n + 1) * p.workload_rounds] for n in range(len(tx["run_rates"]))]
+                best_rounds = [max(rounds, key=lambda r: r["rate"]) for rounds in rounds_of_run]
+                rows = [
+                    [n + 1, f"{rate:,.0f}", *(fmt(c["ratios"][n]) for c in comparisons),
+                     f"{best['waited_share']:.0%}", ms(best["mean_wait"]), ms(best["mean_handover"]), f"{best['barged_share']:.0%}", f"{best['overtaken_share']:.0%}"]
+                    for n, (rate, best) in enumerate(zip(tx["run_rates"], best_rounds))
+                ]  # fmt: skip
+                rows.append(["worst", fmt(report.worst(tx["run_rates"])), *(fmt(report.worst(c["ratios"])) for c in comparisons), "", "", "", "", ""])
+                rows.append(["median", fmt(report.median(tx["run_rates"])), *(fmt(report.median(c["ratios"])) for c in comparisons), "", "", "", "", ""])
+                headers = [
+                    "run", f"transaction{p.small_pool} req/s", *(f"÷ {c['versus']}" for c in comparisons),
+                    "waited", "mean wait ms", "wake to run ms", "barged", "woken, found taken",
+                ]  # fmt: skip
                 print(f"  {vendor}: djpool {label}, run by run\n" + report.table(headers, rows), flush=True)
 
     def availability(self) -> None:
@@ -738,6 +744,25 @@ class Bench:
         ]  # fmt: skip
         self.results["errors"] = self.errors
         return failed
+
+
+#: The pool's counters the workload phase adds up (djpool.core.stats() keys).
+_HANDOVER_FIGURES = ("checkouts", "waits", "wait_time_total", "handovers", "handover_latency_total", "barged", "overtaken")
+
+
+def _handover_summary(figures: dict[str, float]) -> dict[str, float]:
+    """From a pool's counters: the share of checkouts that waited, the mean wait,
+    the mean time from a waiter's wake-up to its running again (the GIL,
+    scheduling), the share of checkouts that took a returned connection ahead
+    of a waiter, and the share of woken waiters that then found it taken."""
+    checkouts, waits, handovers = figures["checkouts"], figures["waits"], figures["handovers"]
+    return {
+        "waited_share": waits / checkouts if checkouts else 0.0,
+        "mean_wait": figures["wait_time_total"] / waits if waits else 0.0,
+        "mean_handover": figures["handover_latency_total"] / handovers if handovers else 0.0,
+        "barged_share": figures["barged"] / checkouts if checkouts else 0.0,
+        "overtaken_share": figures["overtaken"] / handovers if handovers else 0.0,
+    }
 
 
 def latency_limits(vendor: str, query: str) -> dict[str, float]:

@@ -203,6 +203,22 @@ def test_without_a_driver_id_one_query_per_connection_once(make_alias, server):
             pool.checkin(record)
 
 
+def test_driver_session_id_of_a_closed_connection_is_none(server):
+    """psycopg, psycopg2 and mysqlclient raise when asked a closed connection's
+    session id; djpool's reader says "not known" (pool listeners call it as
+    connections close, after the server closed them)."""
+    real = server.admin_connect()  # this environment's driver
+    try:
+        cursor = real.cursor()
+        cursor.execute(server.pid_query)
+        [(session,)] = cursor.fetchall()
+        cursor.close()
+        assert int(pool_panel.driver_session_id(real)) == int(session)
+    finally:
+        real.close()
+    assert pool_panel.driver_session_id(real) is None
+
+
 def test_disabled_panel_connects_nothing(make_alias, server):
     alias = make_alias({"POOL_SIZE": 1})
     config = {

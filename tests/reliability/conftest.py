@@ -114,28 +114,55 @@ class PoolCloses:
 
     def __init__(self) -> None:
         self.closed_at: dict[int, float] = {}
+        # Session ids by id() of the driver connection, read when it opened:
+        # at close the driver may no longer say (psycopg2's get_backend_pid()
+        # raises once the server has closed the connection).
+        self._sessions: dict[int, int] = {}
+        # What went wrong in a listener: raised at exit, never into the pool.
+        self._errors: list[str] = []
 
-    def _closed(self, dbapi_connection: Any, *args: Any) -> None:
+    def _session_of(self, dbapi_connection: Any) -> int | None:
         from djpool.core.contrib.debug_toolbar import driver_session_id
 
-        session = driver_session_id(dbapi_connection)
-        assert session is not None, f"the driver of {dbapi_connection!r} does not know its session id"
-        self.closed_at.setdefault(int(session), time.monotonic())
+        try:
+            session = driver_session_id(dbapi_connection)
+        except Exception as error:  # a closed connection, on some drivers
+            self._errors.append(f"the session id of {dbapi_connection!r}: {error!r}")
+            return None
+        if session is None:
+            self._errors.append(f"the driver of {dbapi_connection!r} does not know its session id")
+            return None
+        return int(session)
+
+    def _connected(self, dbapi_connection: Any, *args: Any) -> None:
+        session = self._session_of(dbapi_connection)
+        if session is not None:
+            self._sessions[id(dbapi_connection)] = session
+
+    def _closed(self, dbapi_connection: Any, *args: Any) -> None:
+        session = self._sessions.pop(id(dbapi_connection), None)
+        if session is None:  # opened before this watch began
+            session = self._session_of(dbapi_connection)
+        if session is not None:
+            self.closed_at.setdefault(session, time.monotonic())
+
+    _LISTENERS = (("connect", "_connected"), ("close", "_closed"), ("close_detached", "_closed"))
 
     def __enter__(self) -> PoolCloses:
         from sqlalchemy import event
         from sqlalchemy.pool import Pool
 
-        event.listen(Pool, "close", self._closed)
-        event.listen(Pool, "close_detached", self._closed)
+        for name, method in self._LISTENERS:
+            event.listen(Pool, name, getattr(self, method))
         return self
 
     def __exit__(self, *exc: Any) -> None:
         from sqlalchemy import event
         from sqlalchemy.pool import Pool
 
-        event.remove(Pool, "close", self._closed)
-        event.remove(Pool, "close_detached", self._closed)
+        for name, method in self._LISTENERS:
+            event.remove(Pool, name, getattr(self, method))
+        assert not self._errors, self._errors[:5]
 
     def held(self, listed: set[int], sampled_at: float) -> set[int]:
         """The sessions of ``listed`` (read from the server after ``sampled_at``) no pool had begun to close by then."""

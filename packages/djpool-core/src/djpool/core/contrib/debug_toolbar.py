@@ -70,14 +70,19 @@ _queried_ids: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def driver_session_id(dbapi_connection: Any) -> Any:
-    """The server session id the driver knows without a round trip, or None."""
-    pid = getattr(getattr(dbapi_connection, "pgconn", None), "backend_pid", None)  # psycopg 3
-    if pid is not None:
-        return pid
-    for method in ("get_backend_pid", "thread_id"):  # psycopg2, mysqlclient
-        read = getattr(dbapi_connection, method, None)
-        if callable(read):
-            return read()
+    """The server session id the driver knows without a round trip, or None
+    (also for a connection the driver knows is closed: psycopg, psycopg2 and
+    mysqlclient then raise rather than say)."""
+    try:
+        pid = getattr(getattr(dbapi_connection, "pgconn", None), "backend_pid", None)  # psycopg 3
+        if pid is not None:
+            return pid
+        for method in ("get_backend_pid", "thread_id"):  # psycopg2, mysqlclient
+            read = getattr(dbapi_connection, method, None)
+            if callable(read):
+                return read()
+    except Exception:
+        return None
     return None
 
 
