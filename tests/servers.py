@@ -80,25 +80,48 @@ class Server:
         return int(self.query(sql, [database])[0][0])
 
     def session_ids(self, database: str | None = None) -> set[int]:
-        database = database or self.database
+        conn = self.admin_connect()
+        try:
+            return self.session_ids_on(conn.cursor(), database)
+        finally:
+            conn.close()
+
+    def session_ids_on(self, cursor: Any, database: str | None = None, live_only: bool = False) -> set[int]:
+        """The database's sessions (default: this session's) but ``cursor``'s own,
+        read on a connection the caller keeps; ``live_only`` leaves out those
+        MariaDB lists as "Killed" until their thread notices."""
         if self.vendor == "postgresql":
             sql = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
         else:
             sql = "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()"
-        return {int(row[0]) for row in self.query(sql, [database])}
+            if live_only:
+                sql += " AND command <> 'Killed'"
+        cursor.execute(sql, [database or self.database])
+        return {int(row[0]) for row in cursor.fetchall()}
 
     def kill(self, session_id: int) -> None:
         """End a server session; one that ended meanwhile (listed, then closed) is fine."""
+        conn = self.admin_connect()
+        try:
+            self.kill_on(conn.cursor(), session_id)
+        finally:
+            conn.close()
+
+    def kill_on(self, cursor: Any, session_id: int) -> bool:
+        """End a server session through ``cursor``; False if it had ended meanwhile (MariaDB)."""
         if self.vendor == "postgresql":
-            self.query("SELECT pg_terminate_backend(%s)", [session_id])
-            return
+            cursor.execute("SELECT pg_terminate_backend(%s)", [session_id])
+            cursor.fetchall()
+            return True
         import MySQLdb
 
         try:
-            self.query(f"KILL CONNECTION {int(session_id)}")
+            cursor.execute(f"KILL CONNECTION {int(session_id)}")
         except MySQLdb.OperationalError as error:
             if error.args[0] != ER_NO_SUCH_THREAD:
                 raise
+            return False
+        return True
 
     def create_database(self, name: str) -> None:
         self.drop_database(name)

@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tests.servers import ER_NO_SUCH_THREAD, Server
+from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,31 +81,15 @@ def run(server: Server, spare: set[int], interval: float) -> None:
     """Kill a random session of ``server``'s database every ``interval`` until stdin closes."""
     connection = server.admin_connect()
     cursor = connection.cursor()
-    if server.vendor == "postgresql":
-        listing = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-    else:
-        listing = "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID() AND command <> 'Killed'"
-    while not select.select([sys.stdin], [], [], interval)[0]:
-        cursor.execute(listing, [server.database])
-        victims = sorted({int(row[0]) for row in cursor.fetchall()} - spare)
-        if not victims:
-            continue
-        victim = random.choice(victims)
-        if server.vendor == "postgresql":
-            cursor.execute("SELECT pg_terminate_backend(%s)", [victim])
-            cursor.fetchall()
-        else:
-            import MySQLdb
-
-            try:
-                cursor.execute(f"KILL CONNECTION {victim}")
-            except MySQLdb.OperationalError as error:
-                if error.args[0] != ER_NO_SUCH_THREAD:
-                    raise
-                continue
-        print(victim, flush=True)
-    connection.close()
-
+    try:
+        while not select.select([sys.stdin], [], [], interval)[0]:
+            victims = sorted(server.session_ids_on(cursor, live_only=True) - spare)
+            if victims:
+                victim = random.choice(victims)
+                if server.kill_on(cursor, victim):
+                    print(victim, flush=True)
+    finally:
+        connection.close()
 
 if __name__ == "__main__":
     spec = json.loads(sys.argv[1])

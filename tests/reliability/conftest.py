@@ -124,11 +124,7 @@ class PoolCloses:
     def _session_of(self, dbapi_connection: Any) -> int | None:
         from djpool.core.contrib.debug_toolbar import driver_session_id
 
-        try:
-            session = driver_session_id(dbapi_connection)
-        except Exception as error:  # a closed connection, on some drivers
-            self._errors.append(f"the session id of {dbapi_connection!r}: {error!r}")
-            return None
+        session = driver_session_id(dbapi_connection)  # None, never raises, once closed
         if session is None:
             self._errors.append(f"the driver of {dbapi_connection!r} does not know its session id")
             return None

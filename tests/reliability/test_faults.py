@@ -322,29 +322,24 @@ def test_sessions_killed_at_random_under_load(mode, wsgi, items, make_alias, ser
     # waits for the GIL the request threads hold, and samples grow rare.
     admin = server.admin_connect()
     admin_cursor = admin.cursor()
-    if server.vendor == "postgresql":
-        listing = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-    else:
-        listing = "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID() AND command <> 'Killed'"
 
     def listed_sessions() -> set[int]:
-        """The server's sessions but those the chaos killed (MariaDB lists one as
-        "Killed" until its thread notices) and those there before the test."""
-        admin_cursor.execute(listing, [server.database])
-        listed = {int(row[0]) for row in admin_cursor.fetchall()}
-        return listed - baseline_sessions - set(killed)
+        """The server's sessions but those the chaos killed and those there before the test."""
+        return server.session_ids_on(admin_cursor, live_only=True) - baseline_sessions - set(killed)
 
-    with PoolCloses() as closes, PeakWatcher(held_sessions(closes, listed_sessions)) as watcher:
-        workers = [threading.Thread(target=client) for _ in range(threads)]
-        try:
-            with chaos:
-                for worker in workers:
-                    worker.start()
-                for worker in workers:
-                    worker.join(120)
-        finally:
-            log.disconnect()
-    admin.close()
+    try:
+        with PoolCloses() as closes, PeakWatcher(held_sessions(closes, listed_sessions)) as watcher:
+            workers = [threading.Thread(target=client) for _ in range(threads)]
+            try:
+                with chaos:
+                    for worker in workers:
+                        worker.start()
+                    for worker in workers:
+                        worker.join(120)
+            finally:
+                log.disconnect()
+    finally:
+        admin.close()
     assert len(results) >= total and len(killed) >= 10 and len(watcher.samples) >= 20, (len(results), len(killed), len(watcher.samples))
     planned = ("Planned",)
     for route, n, status, error in results:

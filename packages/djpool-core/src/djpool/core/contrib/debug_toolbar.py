@@ -72,7 +72,10 @@ _queried_ids: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 def driver_session_id(dbapi_connection: Any) -> Any:
     """The server session id the driver knows without a round trip, or None
     (also for a connection the driver knows is closed: psycopg, psycopg2 and
-    mysqlclient then raise rather than say)."""
+    mysqlclient then raise rather than say, PyMySQL still gives the old id)."""
+    # psycopg and psycopg2 say ``closed``; mysqlclient and PyMySQL say ``open``.
+    if getattr(dbapi_connection, "closed", False) or not getattr(dbapi_connection, "open", True):
+        return None
     try:
         pid = getattr(getattr(dbapi_connection, "pgconn", None), "backend_pid", None)  # psycopg 3
         if pid is not None:
