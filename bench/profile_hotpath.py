@@ -3,7 +3,8 @@
     python bench/profile_hotpath.py [postgresql|mysql] [orm|select] [requests]
 
 Prints cProfile's top functions by own time, then the same cycle's mean
-wall time for djpool and Django's persistent connections, interleaved.
+wall time for djpool and Django's persistent connections, interleaved
+(``PROFILE_VERSUS=unchecked``: against the floor instead).
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ def main() -> None:
     vendor = sys.argv[1] if len(sys.argv) > 1 else "postgresql"
     query = ORM if (sys.argv[2] if len(sys.argv) > 2 else "orm") == "orm" else SELECT
     requests = int(sys.argv[3]) if len(sys.argv) > 3 else 5000
+    versus = os.environ.get("PROFILE_VERSUS", "persistent")
     server = Server.from_env(vendor)
     database = f"djpool_bench_{os.getpid()}_profile"
     server.create_database(database)
     try:
-        targets = {name: Target(name, CONFIGS[name], server, database, Sizing()) for name in ("djpool", "persistent")}
+        targets = {name: Target(name, CONFIGS[name], server, database, Sizing()) for name in ("djpool", versus)}
         import django
         from django.conf import settings
 
@@ -61,7 +63,7 @@ def main() -> None:
                 totals[name] += time.perf_counter() - started
         for name, total in totals.items():
             print(f"{name}: {total / requests * 1e6:.0f} µs per request")
-        print(f"djpool ÷ persistent: {totals['djpool'] / totals['persistent']:.2f}")
+        print(f"djpool ÷ {versus}: {totals['djpool'] / totals[versus]:.2f}")
         for client in clients.values():
             client.close()
         targets["djpool"].dispose()

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from django.db import connections, transaction
+from django.db.backends.utils import CursorWrapper
 
 from djpool.core import stats
 from tests.reliability.conftest import backend_pid
@@ -128,8 +129,9 @@ def test_mysql_connection_comes_back_as_django_set_it(make_alias, items):
 def test_raw_transaction_left_open_comes_back_rolled_back(make_alias, server, items, begin):
     """A request that opens a transaction with raw SQL and ends inside it (an
     error between START TRANSACTION and COMMIT) must not pass it on: the next
-    request's statements would run inside it, uncommitted. PostgreSQL's driver
-    reports it; MySQL's does not, so djpool reads the statements."""
+    request's statements would run inside it, uncommitted. The driver reports
+    it (libpq, PyMySQL, mysqlclient on MariaDB Connector/C); where it cannot,
+    djpool reads the statements."""
     alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
 
     def first(conn: Any) -> None:
@@ -144,6 +146,62 @@ def test_raw_transaction_left_open_comes_back_rolled_back(make_alias, server, it
         assert scalar(conn, "SELECT count(*) FROM testapp_item WHERE name = 'raw-left-open'") == 0
 
     two_requests(alias, first, second)
+
+
+def test_raw_transaction_the_statement_text_hides_comes_back_rolled_back(make_alias, server, items):
+    """A raw BEGIN no statement pattern reads (after a comment) is still
+    rolled back at the end of the request, where the driver reports the
+    server's transaction status: libpq, PyMySQL, and mysqlclient on MariaDB
+    Connector/C (Debian's, CI's)."""
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
+    if connections[alias].djpool_watch_transaction_statements:
+        pytest.skip("this driver cannot report a transaction: djpool reads the statement text")
+
+    def first(conn: Any) -> None:
+        with conn.cursor() as cursor:
+            cursor.execute("/* app */ START TRANSACTION")
+            cursor.execute("INSERT INTO testapp_item (name, value) VALUES ('raw-hidden', 0)")
+        if server.vendor == "mysql":
+            assert scalar(conn, "SELECT @@in_transaction") == 1
+            assert conn.djpool_transaction_open(conn.connection)
+
+    def second(conn: Any) -> None:
+        if server.vendor == "mysql":
+            assert scalar(conn, "SELECT @@in_transaction") == 0
+            assert not conn.djpool_transaction_open(conn.connection)
+        assert scalar(conn, "SELECT count(*) FROM testapp_item WHERE name = 'raw-hidden'") == 0
+
+    two_requests(alias, first, second)
+
+
+@pytest.mark.mysql
+def test_mysql_driver_reports_raw_transactions(make_alias):
+    """mysqlclient built on MariaDB Connector/C (CI's, Debian's) and PyMySQL
+    read the server's "transaction open" flag, so session mode watches no
+    statement text (one call fewer per execute()). Elsewhere the watch stays."""
+    from djpool.backends.mysql import base, status
+
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
+    conn = connections[alias]
+    if base.USING_PYMYSQL:
+        assert base._STATUS is status.PYMYSQL
+    else:
+        # Debian's mysqlclient links libmariadb, which has mariadb_get_info().
+        assert base._STATUS is status.MYSQLCLIENT is not None
+    assert not conn.djpool_watch_transaction_statements
+    with conn.cursor() as cursor:
+        assert type(cursor) is CursorWrapper  # no watching subclass
+        cursor.execute("SELECT 1")
+        assert not conn.djpool_transaction_open(conn.connection)
+        cursor.execute("BEGIN")
+        assert conn.djpool_transaction_open(conn.connection)
+        assert conn.djpool_in_transaction(conn.connection)
+        cursor.execute("SELECT @@in_transaction")
+        assert cursor.fetchone()[0] == 1
+        cursor.execute("COMMIT")
+        assert not conn.djpool_transaction_open(conn.connection)
+        assert not conn.djpool_in_transaction(conn.connection)
+    conn.close()
 
 
 @pytest.mark.mysql

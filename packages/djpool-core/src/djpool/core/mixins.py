@@ -207,7 +207,8 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
 
     #: Whether the statement text is watched for a raw ``BEGIN`` … ``COMMIT``:
     #: needed where the driver cannot report a transaction opened with SQL
-    #: while Django's autocommit is on (MySQL, JDBC), so that the connection
+    #: while Django's autocommit is on (JDBC; mysqlclient built on Oracle's
+    #: libmysqlclient), so that the connection
     #: goes back rolled back if the request ends inside one (in both modes)
     #: and stays held until it ends (transaction mode).
     djpool_watch_transaction_statements = True
@@ -465,7 +466,7 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
     def _djpool_release(self) -> None:
         pool, record = self._djpool_lease.give_up()
         self._djpool_open_cursors = 0
-        # A raw BEGIN without its COMMIT: MySQL's driver does not see that
+        # A raw BEGIN without its COMMIT, where the driver does not see that
         # transaction, so the reset on return is told to roll it back.
         rollback = self._djpool_raw_transaction
         self._djpool_raw_transaction = False

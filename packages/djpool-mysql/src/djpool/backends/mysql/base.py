@@ -33,6 +33,7 @@ _pymysql_as_mysqldb_without_mysqlclient()
 
 from django.db.backends.mysql import base  # noqa: E402
 
+from djpool.backends.mysql import status
 from djpool.backends.mysql.checks import DatabaseValidation
 from djpool.backends.mysql.__about__ import __version__
 from djpool.core.bounded import NoAnswer, wait_readable
@@ -44,6 +45,20 @@ require_core("djpool-mysql", __version__, minimum="0.1", below="1")
 
 #: True when ``MySQLdb`` is PyMySQL (installed as MySQLdb), not mysqlclient.
 USING_PYMYSQL = base.Database.__name__ == "pymysql"
+
+#: How the driver reads the server's "transaction open" flag, or None where it cannot.
+_STATUS = status.PYMYSQL if USING_PYMYSQL else status.MYSQLCLIENT
+
+
+def _autocommit_off(dbapi_connection: Any) -> bool:
+    # Django opens its transactions by turning autocommit off, a flag both
+    # drivers read locally.
+    return not dbapi_connection.get_autocommit()
+
+
+def _not_known(dbapi_connection: Any) -> bool:
+    return False  # the core reads the statement text instead
+
 
 # MySQL 5.7.3+ and MariaDB 10.2.4+: reset the session, keep the login.
 # PyMySQL has no method for it (mysqlclient's change_user() is not there either).
@@ -134,15 +149,12 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
         # mysqlclient and PyMySQL both read the server's status flag locally.
         return bool(dbapi_connection.get_autocommit())
 
-    @staticmethod
-    def djpool_in_transaction(dbapi_connection: Any) -> bool:
-        # mysqlclient and PyMySQL read the server's autocommit status flag
-        # locally (PyMySQL from the last OK packet; only SET AUTOCOMMIT,
-        # which answers with one, changes it). Django
-        # opens transactions by turning autocommit off, so with autocommit on
-        # nothing is left to roll back, but for a raw "BEGIN": the driver does
-        # not report that one, so the core watches the statement text for it.
-        return not dbapi_connection.get_autocommit()
+    # Where the driver reports the server's "transaction open" flag, it
+    # alone tells (a raw BEGIN whatever its text); elsewhere the core
+    # watches the statement text for one.
+    djpool_watch_transaction_statements = _STATUS is None
+    djpool_in_transaction = staticmethod(_autocommit_off if _STATUS is None else _STATUS.in_transaction)
+    djpool_transaction_open = staticmethod(_not_known if _STATUS is None else _STATUS.transaction_open)
 
     def djpool_full_reset(self, dbapi_connection: Any, conn_params: dict[str, Any]) -> None:
         if USING_PYMYSQL:
