@@ -428,7 +428,7 @@ def memory(results: Results) -> str:
     return table(["", "opened by the backend", "pool holding them idle", "requests", "growth"], rows)
 
 
-_E2E = {"persistent": "Django persistent", "native": "Django's native pool", "predecessor": "django-db-connection-pool", "djpool": "djpool"}
+_E2E = {"persistent": "Django persistent", "unchecked": "Django persistent, no health check (the floor)", "native": "Django's native pool", "predecessor": "django-db-connection-pool", "djpool": "djpool"}
 
 
 def _e2e_cell(entry: dict[str, Any]) -> list[Any]:
