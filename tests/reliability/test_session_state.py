@@ -184,10 +184,10 @@ def test_mysql_driver_reports_raw_transactions(make_alias):
     alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
     conn = connections[alias]
     if base.USING_PYMYSQL:
-        assert base._STATUS is status.PYMYSQL
+        assert base._transaction_open is status.pymysql_transaction_open
     else:
         # Debian's mysqlclient links libmariadb, which has mariadb_get_info().
-        assert base._STATUS is status.MYSQLCLIENT is not None
+        assert base._transaction_open is status.mysqlclient_transaction_open is not None
     assert not conn.djpool_watch_transaction_statements
     with conn.cursor() as cursor:
         assert type(cursor) is CursorWrapper  # no watching subclass

@@ -46,18 +46,16 @@ require_core("djpool-mysql", __version__, minimum="0.1", below="1")
 #: True when ``MySQLdb`` is PyMySQL (installed as MySQLdb), not mysqlclient.
 USING_PYMYSQL = base.Database.__name__ == "pymysql"
 
-#: How the driver reads the server's "transaction open" flag, or None where it cannot.
-_STATUS = status.PYMYSQL if USING_PYMYSQL else status.MYSQLCLIENT
+#: Reads the server's "transaction open" flag, or None where the driver cannot.
+_transaction_open = status.pymysql_transaction_open if USING_PYMYSQL else status.mysqlclient_transaction_open
 
 
-def _autocommit_off(dbapi_connection: Any) -> bool:
+def _in_transaction(dbapi_connection: Any) -> bool:
     # Django opens its transactions by turning autocommit off, a flag both
-    # drivers read locally.
-    return not dbapi_connection.get_autocommit()
-
-
-def _not_known(dbapi_connection: Any) -> bool:
-    return False  # the core reads the statement text instead
+    # drivers read locally; a raw BEGIN leaves it on.
+    return not dbapi_connection.get_autocommit() or (
+        _transaction_open is not None and _transaction_open(dbapi_connection)
+    )
 
 
 # MySQL 5.7.3+ and MariaDB 10.2.4+: reset the session, keep the login.
@@ -152,9 +150,10 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     # Where the driver reports the server's "transaction open" flag, it
     # alone tells (a raw BEGIN whatever its text); elsewhere the core
     # watches the statement text for one.
-    djpool_watch_transaction_statements = _STATUS is None
-    djpool_in_transaction = staticmethod(_autocommit_off if _STATUS is None else _STATUS.in_transaction)
-    djpool_transaction_open = staticmethod(_not_known if _STATUS is None else _STATUS.transaction_open)
+    djpool_watch_transaction_statements = _transaction_open is None
+    djpool_in_transaction = staticmethod(_in_transaction)
+    if _transaction_open is not None:
+        djpool_transaction_open = staticmethod(_transaction_open)
 
     def djpool_full_reset(self, dbapi_connection: Any, conn_params: dict[str, Any]) -> None:
         if USING_PYMYSQL:

@@ -8,7 +8,7 @@ them, but MariaDB Connector/C (the client library Debian's and most Linux
 distributions' mysqlclient is built on) gives them through
 ``mariadb_get_info()``, which takes the connection's ``MYSQL`` handle and
 does no I/O. Where neither is there (mysqlclient built on Oracle's
-libmysqlclient), :data:`MYSQLCLIENT` is None and djpool reads
+libmysqlclient), :data:`mysqlclient_transaction_open` is None and djpool reads
 the statements instead (``djpool_watch_transaction_statements``).
 
 Reading the flags at a connection's return costs one call; watching the
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
-__all__ = ["MYSQLCLIENT", "PYMYSQL", "SERVER_STATUS_IN_TRANS", "TransactionStatus"]
+__all__ = ["SERVER_STATUS_IN_TRANS", "mysqlclient_transaction_open", "pymysql_transaction_open"]
 
 logger = logging.getLogger("djpool.backends.mysql")
 
@@ -33,27 +33,9 @@ _MARIADB_CONNECTION_SERVER_STATUS = 30
 _CAPSULE_NAME = b"_mysql.connection.native_connection"
 
 
-class TransactionStatus(NamedTuple):
-    """A driver's two readings of the flag (neither does I/O)."""
-
-    #: ``(connection) -> bool``: a transaction is open, raw or Django's
-    #: (autocommit off). Read when a connection goes back to the pool.
-    in_transaction: Callable[[Any], bool]
-    #: ``(connection) -> bool``: the server says a transaction is open.
-    transaction_open: Callable[[Any], bool]
-
-
-def _pymysql_transaction_open(dbapi_connection: Any) -> bool:
-    # The flags of the last OK packet: BEGIN, COMMIT and ROLLBACK all answer with one.
+def pymysql_transaction_open(dbapi_connection: Any) -> bool:
+    """PyMySQL: the flags of the last OK packet (BEGIN, COMMIT and ROLLBACK all answer with one)."""
     return bool((dbapi_connection.server_status or 0) & SERVER_STATUS_IN_TRANS)
-
-
-def _pymysql_in_transaction(dbapi_connection: Any) -> bool:
-    return not dbapi_connection.get_autocommit() or bool((dbapi_connection.server_status or 0) & SERVER_STATUS_IN_TRANS)
-
-
-#: PyMySQL's readings.
-PYMYSQL = TransactionStatus(_pymysql_in_transaction, _pymysql_transaction_open)
 
 
 class _ServerStatus:
@@ -72,8 +54,8 @@ class _ServerStatus:
         self.pointer = ctypes.pointer(self.value)
 
 
-def _mysqlclient_readings() -> TransactionStatus | None:
-    """Readings through ``mariadb_get_info()`` of the library mysqlclient is linked with, or None."""
+def _mysqlclient_reader() -> Callable[[Any], bool] | None:
+    """``(connection) -> bool`` through ``mariadb_get_info()`` of the library mysqlclient is linked with, or None."""
     try:
         from MySQLdb import _mysql
 
@@ -111,11 +93,8 @@ def _mysqlclient_readings() -> TransactionStatus | None:
             return True
         return bool(status.value.value & SERVER_STATUS_IN_TRANS)
 
-    def in_transaction(dbapi_connection: Any) -> bool:
-        return not dbapi_connection.get_autocommit() or transaction_open(dbapi_connection)
-
-    return TransactionStatus(in_transaction, transaction_open)
+    return transaction_open
 
 
-#: mysqlclient's readings, or None where its client library cannot tell.
-MYSQLCLIENT: TransactionStatus | None = _mysqlclient_readings()
+#: mysqlclient's reading, or None where its client library cannot tell.
+mysqlclient_transaction_open: Callable[[Any], bool] | None = _mysqlclient_reader()
