@@ -41,6 +41,7 @@ PHASES = ("statements", "calls", "latency", "scaling", "workload", "availability
 class Plan:
     vendors: list[str]
     threads: list[int]
+    latency_sessions: int
     latency_rounds: int
     latency_batch: int
     thread_rounds: int
@@ -109,7 +110,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
     plan = Plan(
         vendors=vendors,
         threads=threads,
-        latency_rounds=4 if smoke else 100,
+        latency_sessions=1 if smoke else 5,
+        latency_rounds=4 if smoke else 40,
         latency_batch=20,
         thread_rounds=args.rounds or (1 if smoke else 2),
         thread_duration=args.duration or (0.2 if smoke else 1.0),
@@ -310,36 +312,30 @@ class Bench:
         self.results["latency"] = {}
         for query in (SELECT, ORM):
             title = "SELECT 1 through connection.cursor()" if query == SELECT else "ORM read Item.objects.get(pk=1)"
-            print(f"== Request latency, 1 thread, {title} ({p.latency_rounds} rounds of {p.latency_batch} requests, configurations taking turns)", flush=True)
+            print(
+                f"== Request latency, 1 thread, {title} ({p.latency_sessions} session(s) of {p.latency_rounds} rounds "
+                f"of {p.latency_batch} requests, configurations taking turns)",
+                flush=True,
+            )
             for vendor in p.vendors:
                 targets = self.grid(vendor) if query == SELECT else self.grid(vendor, ("django",))
                 batch_means: dict[str, list[float]] = {t.key: [] for t in targets}
-                clients = Clients(targets, Workload(query))
+                latencies: dict[str, list[float]] = {t.key: [] for t in targets}
                 try:
-                    clients.run(5 if p.smoke else 50)
-                    clients.reset()
-                    for r in range(p.latency_rounds):
-                        for target in targets[r % len(targets):] + targets[: r % len(targets)]:
-                            done = len(clients.latencies[target.key])
-                            clients.run_one(target.key, p.latency_batch)
-                            batch_means[target.key].append(report.mean(clients.latencies[target.key][done:]))
+                    for session in range(p.latency_sessions):
+                        self._latency_session(targets, query, session, batch_means, latencies)
                 except RuntimeError as error:
                     self.error(f"{vendor} latency", [str(error)])
                     continue
-                finally:
-                    clients.close()
-                    for target in targets:
-                        target.dispose()
                 djpool = self.target(vendor, "djpool")
                 rows = []
                 summary = {}
                 for target in targets:
-                    latencies = clients.latencies[target.key]
                     s = summary[target.key] = {
-                        "mean": report.mean(latencies),
-                        "p50": report.percentile(latencies, 0.5),
-                        "p99": report.percentile(latencies, 0.99),
-                        "requests": len(latencies),
+                        "mean": report.mean(latencies[target.key]),
+                        "p50": report.percentile(latencies[target.key], 0.5),
+                        "p99": report.percentile(latencies[target.key], 0.99),
+                        "requests": len(latencies[target.key]),
                         "djpool_ratio": report.ratio_of_rounds(batch_means[djpool.key], batch_means[target.key]) if djpool else float("nan"),
                     }
                     rows.append([target.config.name, us(s["mean"]), us(s["p50"]), us(s["p99"]), f"{1 / s['mean']:,.0f}", fmt(s["djpool_ratio"])])
@@ -365,6 +361,42 @@ class Bench:
                     # Housekeeping runs off the request path: within noise of djpool alone.
                     ratio = summary[housekept.key]["djpool_ratio"]
                     self.check(vendor, Check(f"{title}: djpool with housekeeper ÷ djpool latency", 1 / ratio if ratio else float("nan"), 1.05))
+
+    def _latency_session(
+        self,
+        targets: list[Target],
+        query: str,
+        session: int,
+        batch_means: dict[str, list[float]],
+        latencies: dict[str, list[float]],
+    ) -> None:
+        """One session of the latency run: a client thread and a server connection of its own per configuration.
+
+        Where the kernel runs a client thread and its connection's server
+        thread or process changes one configuration's round trip by 10-30 %
+        on this machine (two identical configurations measured side by side
+        differed that much, in either direction, from one run to the next).
+        Each session opens new threads and connections, in a rotated order,
+        so that this placement falls on every configuration alike over the
+        sessions instead of on one for the whole run.
+        """
+        p = self.plan
+        order = targets[session % len(targets):] + targets[: session % len(targets)]
+        clients = Clients(order, Workload(query))
+        try:
+            clients.run(5 if p.smoke else 50)
+            clients.reset()
+            for r in range(p.latency_rounds):
+                for target in order[r % len(order):] + order[: r % len(order)]:
+                    done = len(clients.latencies[target.key])
+                    clients.run_one(target.key, p.latency_batch)
+                    batch_means[target.key].append(report.mean(clients.latencies[target.key][done:]))
+            for key, measured in clients.latencies.items():
+                latencies[key].extend(measured)
+        finally:
+            clients.close()
+            for target in targets:
+                target.dispose()
 
     def scaling(self) -> None:
         p = self.plan

@@ -85,7 +85,7 @@ class Target:
         if self._sa_pool is not None:
             self._sa_pool.dispose()
             self._sa_pool = None
-        elif name in ("djpool", "djpool_housekept"):
+        elif name.startswith("djpool"):
             from djpool.core import registry
 
             registry.close_all(self.alias)

@@ -271,3 +271,94 @@ def test_request_with_a_database_error_connects_anew(make_alias, server):
         with request():
             query(conn)
         assert connect.call_count == 2
+
+
+@contextmanager
+def counting_checkouts() -> Iterator[mock.MagicMock]:
+    from djpool.core.container import ConnectionPool
+
+    with mock.patch.object(ConnectionPool, "checkout", autospec=True, side_effect=ConnectionPool.checkout) as checkout:
+        yield checkout
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_parked_wrapper_takes_back_its_own_connection_without_a_checkout(make_alias, server, mode):
+    """Nobody took the connection it gave back: it is the one taken back,
+    without the pool's checkout, and still counted as one."""
+    alias = make_alias({"POOL_MODE": mode, "POOL_SIZE": 2, "MAX_OVERFLOW": 0})
+    conn = connections[alias]
+    with request():
+        mine = session_id(conn, server)
+    checkouts = stats(alias)["checkouts"]
+    with counting_checkouts() as checkout:
+        for _ in range(3):
+            with request():
+                assert session_id(conn, server) == mine
+            assert stats(alias)["checked_out"] == 0
+            assert stats(alias)["idle"] == 1
+            assert conn.connection is None
+        assert checkout.call_count == 0
+    assert stats(alias)["checkouts"] == checkouts + 3
+    assert stats(alias)["connects"] == 1
+    assert mine in server.session_ids()
+
+
+def test_a_connection_another_request_used_meanwhile_is_checked_out_again(make_alias, server):
+    """The connection a wrapper gave back is idle in the pool like any other:
+    another thread's request takes it at once, and the wrapper's next
+    request then checks one out as usual (the pool's reset and setup apply)."""
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 5})
+    conn = connections[alias]
+    with request():
+        mine = session_id(conn, server)
+    seen: list[int] = []
+
+    def other_request() -> None:
+        other = connections[alias]
+        with request():
+            seen.append(session_id(other, server))
+        # Ends parked with the connection given back (no close()).
+
+    thread = threading.Thread(target=other_request)
+    started = time.monotonic()
+    thread.start()
+    thread.join(10)
+    assert seen == [mine]
+    assert time.monotonic() - started < 2  # taken at once, never waited for
+    assert stats(alias)["waits"] == 0
+    with counting_checkouts() as checkout, request():
+        assert session_id(conn, server) == mine
+        assert checkout.call_count == 1
+    assert stats(alias)["connects"] == 1
+
+
+def test_a_connection_taken_back_after_pre_ping_idle_is_checked(make_alias, server):
+    """Taking back its own connection skips no health check: idle for
+    PRE_PING_IDLE, it is pinged, and one the server dropped is replaced."""
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "PRE_PING_IDLE": 0})
+    conn = connections[alias]
+    with request():
+        mine = session_id(conn, server)
+    server.kill(mine)
+    with request():
+        assert session_id(conn, server) != mine
+    assert stats(alias)["connects"] == 2
+
+
+def test_a_raw_transaction_open_at_the_request_end_is_never_taken_back(make_alias, server):
+    """A transaction the request left open goes back through the pool's
+    reset (rolled back), not kept for the next request of the same thread."""
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
+    conn = connections[alias]
+    with request():
+        query(conn, "SELECT 1")
+        with conn.cursor() as cursor:
+            cursor.execute("BEGIN")
+        mine = session_id(conn, server)
+    with counting_checkouts() as checkout, request():
+        assert session_id(conn, server) == mine
+        assert checkout.call_count == 1
+        # The server says no transaction is open (in one, now() would be the
+        # time the last request's BEGIN ran).
+        sql = "SELECT @@in_transaction = 0" if server.vendor == "mysql" else "SELECT now() = statement_timestamp()"
+        assert query(conn, sql)

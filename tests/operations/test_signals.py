@@ -103,6 +103,31 @@ def test_lifecycle_signals_carry_the_server_session(make_alias, recorder_for, se
     assert recorder.names()[3:] == ["connection_checked_out", "connection_checked_in"]
 
 
+def test_a_connection_taken_back_across_requests_sends_its_signals(make_alias, recorder_for, server):
+    """A parked wrapper that takes back the connection it gave back (nobody
+    else took it) skips the checkout, not its signals: one checkout and one
+    checkin per request, naming the session the server sees."""
+    from django.core.signals import request_finished, request_started
+
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
+    recorder = recorder_for(alias)
+    conn = connections[alias]
+    pids = []
+    for _ in range(3):
+        request_started.send(sender=None)
+        try:
+            pids.append(backend_pid(conn))
+        finally:
+            request_finished.send(sender=None)
+    assert len(set(pids)) == 1
+    assert pids[0] in server.session_ids()
+    assert recorder.names() == ["connection_opened"] + ["connection_checked_out", "connection_checked_in"] * 3
+    opened = recorder.of("connection_opened")[0]["dbapi_connection"]
+    assert all(kwargs["dbapi_connection"] is opened for name, kwargs in recorder.events)
+    assert all(kwargs["held_for"] is not None for kwargs in recorder.of("connection_checked_in"))
+    assert pid_of(opened) == pids[0]
+
+
 def test_invalidated_when_the_server_killed_the_session(make_alias, recorder_for, server):
     alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "PRE_PING_IDLE": 0})
     recorder = recorder_for(alias)

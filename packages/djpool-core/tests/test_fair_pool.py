@@ -219,3 +219,59 @@ def test_a_slot_is_free_only_once_its_connection_is_closed(how):
         conn.close()
     pool.dispose()
     assert SlowClosing.peak <= 2
+
+
+def take(pool):
+    """A record as djpool's ConnectionPool.checkout() takes it (no proxy)."""
+    record = pool._do_get()
+    record.get_connection()
+    return record
+
+
+def test_a_connection_returned_for_take_back_is_idle_until_taken_back():
+    pool, opened = make_pool(pool_size=2, max_overflow=0)
+    record = take(pool)
+    entry = pool.return_for_take_back(record, time.monotonic())
+    assert entry is not None and entry[0] is record
+    # Idle like any returned connection: counted so, and any checkout may take it.
+    assert (pool.checkedin(), pool.checkedout()) == (1, 0)
+    assert pool.take_back(entry)
+    assert (pool.checkedin(), pool.checkedout()) == (0, 1)
+    assert not pool.take_back(entry)  # once
+    pool._do_return_conn(record)
+    assert len(opened) == 1
+
+
+def test_a_connection_another_checkout_took_is_not_taken_back():
+    pool, _ = make_pool(pool_size=2, max_overflow=0)
+    record = take(pool)
+    entry = pool.return_for_take_back(record, time.monotonic())
+    assert take(pool) is record  # another thread's checkout
+    assert not pool.take_back(entry)
+    # Returned again by that thread: a new entry, still not the old one's.
+    pool._do_return_conn(record)
+    assert not pool.take_back(entry)
+    assert pool.checkedin() == 1
+
+
+def test_only_the_last_returned_connection_is_taken_back():
+    pool, _ = make_pool(pool_size=2, max_overflow=0)
+    first, second = take(pool), take(pool)
+    entry = pool.return_for_take_back(first, time.monotonic())
+    pool._do_return_conn(second)
+    assert not pool.take_back(entry)
+    assert pool.checkedin() == 2
+
+
+def test_a_waiter_gets_the_connection_returned_for_take_back():
+    pool, _ = make_pool(pool_size=1, max_overflow=0, timeout=5)
+    pool._barge_window = 0
+    record = take(pool)
+    got = []
+    thread = threading.Thread(target=lambda: got.append(take(pool)))
+    thread.start()
+    while pool.waiting() < 1:
+        time.sleep(0.001)
+    assert pool.return_for_take_back(record, time.monotonic()) is None
+    thread.join(5)
+    assert got == [record]

@@ -88,6 +88,12 @@ class ConnectionPool:
                 else None
             ),
         )
+        # Whether a parked wrapper may take back the connection it gave back
+        # (checkin_for_take_back()): not where every return resets the session
+        # (a full reset, or MySQL's autocommit put back with AUTOCOMMIT off).
+        self._takes_back = options.reset_on_return != "full" and (
+            wrapper.djpool_autocommit_within is None or bool(wrapper.settings_dict.get("AUTOCOMMIT", True))
+        )
         # The driver option that bounds opening a connection (seconds).
         self._connect_timeout_option = wrapper.djpool_connect_timeout_option
         if wrapper.djpool_ping_within is None or wrapper.djpool_rollback_within is None:
@@ -280,6 +286,54 @@ class ConnectionPool:
         finally:
             # An invalidated record frees its slot there.
             self.pool._do_return_conn(record, returned_at)
+
+    def checkin_for_take_back(
+        self, record: ConnectionPoolEntry, suspect: bool = False
+    ) -> tuple[ConnectionPoolEntry, float] | None:
+        """:meth:`checkin`, by a wrapper that parks and will likely want a connection again soon.
+
+        Returns the idle entry that :meth:`take_back` accepts, or None where
+        the connection went back through :meth:`checkin` (it needs a
+        rollback or a full reset, its request saw an error) or a waiter took
+        it. Like :meth:`checkin` it sends the checkin and reset signals.
+        """
+        dbapi_connection = record.dbapi_connection
+        if suspect or not self._takes_back or dbapi_connection is None or self.dialect.in_transaction(dbapi_connection):
+            self.checkin(record, suspect=suspect)
+            return None
+        # What checkin() does for a connection without a transaction: the
+        # reset has nothing to do.
+        returned_at = time.monotonic()
+        record.info[LAST_USED] = returned_at
+        if self.leaks is not None or signals.connection_checked_in.receivers:
+            leaks.on_checkin(self, record)
+        if signals.connection_reset.receivers:
+            signals.send(
+                signals.connection_reset, self, dbapi_connection=dbapi_connection, rolled_back=False, full_reset=False
+            )
+        return self.pool.return_for_take_back(record, returned_at)
+
+    def take_back(self, entry: tuple[ConnectionPoolEntry, float]) -> ConnectionPoolEntry | None:
+        """The connection of ``entry`` (:meth:`checkin_for_take_back`), checked out again if nobody took it since.
+
+        Then no other request used it, so it has no state that the reset
+        would clear, and only what :meth:`checkout` does for a connection
+        that needs no pre-ping is done. None (the caller checks out as
+        usual): it was taken, closed, or is due for a pre-ping or RECYCLE.
+        """
+        record, returned_at = entry
+        options = self.options
+        now = time.monotonic()
+        if (
+            (options.pre_ping and (now - returned_at >= options.pre_ping_idle or returned_at <= self._last_error))
+            or (options.recycle is not None and time.time() - record.starttime > options.recycle)
+            or not self.pool.take_back(entry)
+        ):
+            return None
+        self.checkouts += 1
+        if self.leaks is not None or signals.connection_checked_out.receivers or signals.connection_checked_in.receivers:
+            leaks.on_checkout(self, record, now)
+        return record
 
     def _reset_failed(self, record: ConnectionPoolEntry, error: BaseException) -> None:
         """Close a returned connection whose rollback (or full reset) failed or got no answer."""

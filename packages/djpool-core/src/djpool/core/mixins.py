@@ -21,7 +21,8 @@ comes from and where it goes:
   *parked* on its pool: the next request's first cursor takes a connection
   from that pool without Django's ``connect()`` (settings read, state resets,
   per-connection setup), which costs more than the rest of a request's
-  pooling. ``connection_created`` is still sent then, once per request.
+  pooling; if no other request took the connection it gave back, that one,
+  without even a checkout. ``connection_created`` is still sent then, once per request.
   Changed settings, an explicit ``close()`` or ``connect()`` end the parking:
   the next use connects as stock.
 * With ``POOL_MODE = "transaction"``, the connection also goes back as soon as
@@ -118,6 +119,10 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         # use takes a connection straight from this pool. None once Django
         # closes the wrapper or connects it again.
         self._djpool_parked_in: ConnectionPool | None = None
+        # The idle entry of the connection it gave back when it parked
+        # (ConnectionPool.checkin_for_take_back()): while nobody else took
+        # that connection, taking it back skips the checkout.
+        self._djpool_parked_entry: tuple[Any, float] | None = None
         # Parked at a request boundary: the next take-back starts a request,
         # doing what connect() would that the connection does not carry.
         self._djpool_new_request = False
@@ -291,6 +296,7 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         # OPTIONS['pool'] would otherwise be refused for another reason).
         self._djpool_raise_settings_error()
         self._djpool_parked_in = None
+        self._djpool_parked_entry = None
         self._djpool_new_request = False
         self._djpool_raw_transaction = False
         self._djpool_settings_seen = {
@@ -332,6 +338,8 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         if pool is None:
             return
         self._djpool_parked_in = None
+        entry = self._djpool_parked_entry
+        self._djpool_parked_entry = None
         new_request = self._djpool_new_request
         if pool.retired or (
             new_request
@@ -341,9 +349,15 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
             )
         ):
             return
+        # The connection it gave back when it parked, if nobody took it
+        # since: it is in the autocommit mode and has the setup that this
+        # wrapper left, and it needs no checkout.
+        record = pool.take_back(entry) if entry is not None else None
+        same = record is not None
         self._djpool_connecting = True
         try:
-            record = pool.checkout(self)
+            if record is None:
+                record = pool.checkout(self)
             self._djpool_lease.take(pool, record)
             self._djpool_open_cursors = 0
             connection = self.connection = record.dbapi_connection
@@ -351,17 +365,21 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
                 self.djpool_connection_taken()
             self.errors_occurred = False
             self.health_check_done = True
-            autocommit = self.autocommit  # type: ignore[attr-defined]
-            if self.djpool_driver_autocommit(connection) != autocommit:
-                super()._set_autocommit(autocommit)  # type: ignore[misc]
-            state = record.info.get(INITIALIZED_STATE)
-            if state is None:
-                self.init_connection_state()
-            else:
-                if state:
-                    self.__dict__.update(state)
+            if same:
                 if self._djpool_refresh_hook:
                     self.djpool_refresh_connection_state()
+            else:
+                autocommit = self.autocommit  # type: ignore[attr-defined]
+                if self.djpool_driver_autocommit(connection) != autocommit:
+                    super()._set_autocommit(autocommit)  # type: ignore[misc]
+                state = record.info.get(INITIALIZED_STATE)
+                if state is None:
+                    self.init_connection_state()
+                else:
+                    if state:
+                        self.__dict__.update(state)
+                    if self._djpool_refresh_hook:
+                        self.djpool_refresh_connection_state()
         except Exception:
             # Driver errors become Django's, as within connect() (entering
             # wrap_database_errors only then saves two calls per request).
@@ -382,6 +400,7 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         # Django's close() does nothing: it is closed all the same, and its
         # next use connects as a new one.
         self._djpool_parked_in = None
+        self._djpool_parked_entry = None
         super().close()  # type: ignore[misc]
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
@@ -463,7 +482,13 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
             # that another thread may hold now, nor a new one.
             self.connection = ReleasedConnection.for_database(self.Database)  # type: ignore[attr-defined]
 
-    def _djpool_release(self) -> None:
+    def _djpool_release(self, take_back: bool = False) -> None:
+        """Give the connection back to its pool.
+
+        ``take_back``: the wrapper parks, and may take the same connection
+        back if nobody takes it meanwhile (:attr:`_djpool_parked_entry`).
+        """
+        self._djpool_parked_entry = None
         pool, record = self._djpool_lease.give_up()
         self._djpool_open_cursors = 0
         # A raw BEGIN without its COMMIT, where the driver does not see that
@@ -478,6 +503,12 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         if self._djpool_chunked_cursors.data:  # the WeakSet's own set: no call when empty
             self._djpool_close_chunked_cursors()
         try:
+            if take_back and not rollback and not self._djpool_health_checking and not self._djpool_errors_checking:
+                self._djpool_parked_entry = pool.checkin_for_take_back(
+                    record,
+                    suspect=self.errors_occurred,  # type: ignore[attr-defined]
+                )
+                return
             pool.checkin(
                 record,
                 rollback=rollback,
@@ -529,7 +560,7 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
                 self.validate_thread_sharing()  # type: ignore[attr-defined]
             self.run_on_commit = []
             pool = self._djpool_lease.pool
-            self._djpool_release()
+            self._djpool_release(take_back=True)
             self._djpool_parked_in = pool
             self._djpool_new_request = True
             return
@@ -555,6 +586,7 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         self._djpool_close_chunked_cursors()
         self._djpool_open_cursors = 0
         self._djpool_parked_in = None
+        self._djpool_parked_entry = None
         self._djpool_raw_transaction = False
         self.connection = ReleasedConnection.for_database(self.Database)  # type: ignore[attr-defined]
 
@@ -580,6 +612,7 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         self._djpool_chunked_cursors.clear()
         self._djpool_cached_pool = None
         self._djpool_parked_in = None
+        self._djpool_parked_entry = None
         self._djpool_raw_transaction = False
 
     def close_pool(self) -> None:

@@ -283,6 +283,38 @@ class FairQueuePool(Pool):
         # Overflow connection nobody waits for: close it outside the lock.
         self._close_then_free([record])
 
+    def return_for_take_back(
+        self, record: ConnectionPoolEntry, returned_at: float
+    ) -> tuple[ConnectionPoolEntry, float] | None:
+        """Return ``record`` as :meth:`_do_return_conn` does; if it stays idle, give back its idle entry.
+
+        With the entry, the thread that returned it can take the same
+        connection back (:meth:`take_back`) without a checkout, as long as
+        nobody took it meanwhile. None: a waiter got it, or it was closed.
+        """
+        with self._lock:
+            if not self._waiters and len(self._idle) < self._pool_size and not self._closed and not self._abandoned:
+                entry = (record, returned_at)
+                self._idle.append(entry)
+                return entry
+        self._do_return_conn(record, returned_at)
+        return None
+
+    def take_back(self, entry: tuple[ConnectionPoolEntry, float]) -> bool:
+        """Take ``entry`` (from :meth:`return_for_take_back`) out of the idle records again; True if it was there.
+
+        Only while it is the last one returned and no thread waits for one:
+        then no other checkout took it and none is owed it. (For the thread
+        that returned it, this is ``use_lifo``'s order: its own connection
+        stays warm while the others idle, and can reach IDLE_TIMEOUT.)
+        """
+        with self._lock:
+            idle = self._idle
+            if idle and idle[-1] is entry and not self._waiters:
+                idle.pop()
+                return True
+        return False
+
     def _close_then_free(self, records: list[ConnectionPoolEntry]) -> None:
         """Close records counted in ``_closing`` (lock not held), then free their slots."""
         try:

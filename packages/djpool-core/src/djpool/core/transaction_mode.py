@@ -97,5 +97,5 @@ class TransactionModeMixin:
             and not self.djpool_transaction_open(self.connection)
         ):
             pool = self._djpool_lease.pool
-            self._djpool_release()
+            self._djpool_release(take_back=True)
             self._djpool_parked_in = pool
