@@ -185,10 +185,10 @@ def test_mysql_driver_reports_raw_transactions(make_alias):
     alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
     conn = connections[alias]
     if base.USING_PYMYSQL:
-        assert base._transaction_open is status.pymysql_transaction_open
+        assert base._server_status is status.pymysql_server_status
     else:
         # Debian's mysqlclient links libmariadb, which has mariadb_get_info().
-        assert base._transaction_open is status.mysqlclient_transaction_open is not None
+        assert base._server_status is status.mysqlclient_server_status is not None
     assert not conn.djpool_watch_transaction_statements
     with conn.cursor() as cursor:
         assert type(cursor) is CursorWrapper  # no watching subclass
@@ -207,6 +207,40 @@ def test_mysql_driver_reports_raw_transactions(make_alias):
         assert not conn.djpool_transaction_open(conn.connection)
         assert not conn.djpool_in_transaction(conn.connection)
     conn.close()
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("layout", ["known", "unknown"])
+def test_mysqlclient_status_field_or_the_call_reads_the_server_flag(monkeypatch, server, layout):
+    """The struct field is read only where its place was found for sure;
+    a layout djpool does not recognize keeps mariadb_get_info(). Both agree
+    with the server's @@in_transaction."""
+    from djpool.backends.mysql import base, status
+
+    if base.USING_PYMYSQL:
+        pytest.skip("PyMySQL keeps the flags itself")
+    if layout == "unknown":
+        # As if the library's struct had another field between the two.
+        monkeypatch.setattr(status, "_TO_PROTOCOL_VERSION", status._TO_PROTOCOL_VERSION + 8)
+        monkeypatch.setattr(status, "_TO_SERVER_STATUS", status._TO_SERVER_STATUS + 8)
+    conn = server.admin_connect(server.database)
+    try:
+        conn.autocommit(True)
+        cursor = conn.cursor()
+        assert not status.mysqlclient_server_status(conn) & status.SERVER_STATUS_IN_TRANS
+        field = conn._djpool_server_status
+        assert (type(field) is ctypes.c_uint) == (layout == "known")
+        for sql, expected in (("/* hidden */ START TRANSACTION", True), ("SELECT 1", True), ("COMMIT", False)):
+            cursor.execute(sql)
+            cursor.fetchall()
+            flags = status.mysqlclient_server_status(conn)
+            assert bool(flags & status.SERVER_STATUS_IN_TRANS) is expected
+            assert bool(flags & status.SERVER_STATUS_AUTOCOMMIT)  # and get_autocommit() agrees
+            assert conn.get_autocommit()
+            cursor.execute("SELECT @@in_transaction")
+            assert cursor.fetchone()[0] == int(expected)
+    finally:
+        conn.close()
 
 
 @pytest.mark.mysql

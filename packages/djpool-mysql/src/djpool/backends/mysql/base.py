@@ -46,16 +46,24 @@ require_core("djpool-mysql", __version__, minimum="0.1", below="1")
 #: True when ``MySQLdb`` is PyMySQL (installed as MySQLdb), not mysqlclient.
 USING_PYMYSQL = base.Database.__name__ == "pymysql"
 
-#: Reads the server's "transaction open" flag, or None where the driver cannot.
-_transaction_open = status.pymysql_transaction_open if USING_PYMYSQL else status.mysqlclient_transaction_open
+#: Reads the server's status flags as the driver last saw them, or None
+#: where the driver cannot (mysqlclient built on Oracle's libmysqlclient).
+_server_status = status.pymysql_server_status if USING_PYMYSQL else status.mysqlclient_server_status
+
+
+def _transaction_open(dbapi_connection: Any) -> bool:
+    """A raw BEGIN (or Django's) opened a transaction that has not ended."""
+    return bool(_server_status(dbapi_connection) & status.SERVER_STATUS_IN_TRANS)  # type: ignore[misc]
 
 
 def _in_transaction(dbapi_connection: Any) -> bool:
-    # Django opens its transactions by turning autocommit off, a flag both
-    # drivers read locally; a raw BEGIN leaves it on.
-    return not dbapi_connection.get_autocommit() or (
-        _transaction_open is not None and _transaction_open(dbapi_connection)
-    )
+    # Django opens its transactions by turning autocommit off; a raw BEGIN
+    # leaves it on and sets "in transaction". One reading of the flags
+    # answers both (get_autocommit() reads the same flags).
+    if _server_status is None:
+        return not dbapi_connection.get_autocommit()
+    flags = _server_status(dbapi_connection)
+    return bool(flags & status.SERVER_STATUS_IN_TRANS) or not flags & status.SERVER_STATUS_AUTOCOMMIT
 
 
 # MySQL 5.7.3+ and MariaDB 10.2.4+: reset the session, keep the login.
@@ -150,9 +158,9 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     # Where the driver reports the server's "transaction open" flag, it
     # alone tells (a raw BEGIN whatever its text); elsewhere the core
     # watches the statement text for one.
-    djpool_watch_transaction_statements = _transaction_open is None
+    djpool_watch_transaction_statements = _server_status is None
     djpool_in_transaction = staticmethod(_in_transaction)
-    if _transaction_open is not None:
+    if _server_status is not None:
         djpool_transaction_open = staticmethod(_transaction_open)
 
     def djpool_full_reset(self, dbapi_connection: Any, conn_params: dict[str, Any]) -> None:

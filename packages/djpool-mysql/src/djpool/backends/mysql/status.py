@@ -22,21 +22,24 @@ import ctypes
 import logging
 from typing import Any, Callable
 
-__all__ = ["SERVER_STATUS_IN_TRANS", "mysqlclient_transaction_open", "pymysql_transaction_open"]
+__all__ = ["SERVER_STATUS_AUTOCOMMIT", "SERVER_STATUS_IN_TRANS", "mysqlclient_server_status", "pymysql_server_status"]
 
 logger = logging.getLogger("djpool.backends.mysql")
 
 #: mariadb_com.h: a transaction has started (and not ended).
 SERVER_STATUS_IN_TRANS = 0x0001
+#: mariadb_com.h: the session is in autocommit mode (what both drivers'
+#: get_autocommit() read).
+SERVER_STATUS_AUTOCOMMIT = 0x0002
 #: mysql.h, enum mariadb_value: MARIADB_CONNECTION_SERVER_STATUS.
 _MARIADB_CONNECTION_SERVER_STATUS = 30
 #: The name mysqlclient gives the capsule of its MYSQL handle.
 _CAPSULE_NAME = b"_mysql.connection.native_connection"
 
 
-def pymysql_transaction_open(dbapi_connection: Any) -> bool:
+def pymysql_server_status(dbapi_connection: Any) -> int:
     """PyMySQL: the flags of the last OK packet (BEGIN, COMMIT and ROLLBACK all answer with one)."""
-    return bool((dbapi_connection.server_status or 0) & SERVER_STATUS_IN_TRANS)
+    return dbapi_connection.server_status or 0
 
 
 # MariaDB Connector/C's ``struct st_mysql`` (mysql.h) on LP64 platforms:
@@ -76,8 +79,12 @@ class _StatusField:
             return None  # another layout (LLP64)
         thread_id = dbapi_connection.thread_id()
         protocol_version = dbapi_connection.get_proto_info()
-        # Never read past the connection object (the struct lies inside it).
-        last = id(dbapi_connection) + _native_size(dbapi_connection) - handle - _TO_SERVER_STATUS - 4
+        # Never read outside the connection object: the struct lies inside
+        # it (a mysqlclient that allocated it elsewhere keeps the call).
+        start, end = id(dbapi_connection), id(dbapi_connection) + _native_size(dbapi_connection)
+        if not start < handle < end:
+            return None
+        last = end - handle - _TO_SERVER_STATUS - 4
         offset = self._thread_id_offset
         if offset is None or not self._matches(handle, offset, thread_id, protocol_version, server_status, last):
             offset = next(
@@ -136,11 +143,11 @@ class _GetInfoStatus:
 _FAILED = b"\x01"
 #: Stands in for the status where the library cannot report it: a
 #: transaction may be open, so every return rolls back.
-_UNKNOWN = ctypes.c_uint(SERVER_STATUS_IN_TRANS)
+_UNKNOWN = ctypes.c_uint(SERVER_STATUS_IN_TRANS | SERVER_STATUS_AUTOCOMMIT)
 
 
-def _mysqlclient_reader() -> Callable[[Any], bool] | None:
-    """``(connection) -> bool`` reading the ``server_status`` of mysqlclient's client library, or None."""
+def _mysqlclient_reader() -> Callable[[Any], int] | None:
+    """``(connection) -> flags`` reading the ``server_status`` of mysqlclient's client library, or None."""
     try:
         from MySQLdb import _mysql
 
@@ -172,18 +179,18 @@ def _mysqlclient_reader() -> Callable[[Any], bool] | None:
             return _UNKNOWN
         return status_field.find(dbapi_connection, handle, reading.buffer.value) or reading
 
-    def transaction_open(dbapi_connection: Any) -> bool:
+    def server_status(dbapi_connection: Any) -> int:
         try:
             field = dbapi_connection._djpool_server_status
         except AttributeError:
             field = dbapi_connection._djpool_server_status = field_of(dbapi_connection)
-        return bool(field.value & SERVER_STATUS_IN_TRANS)
+        return field.value  # type: ignore[no-any-return]
 
-    return transaction_open
+    return server_status
 
 
 _warned: list[bool] = []
 
 
 #: mysqlclient's reading, or None where its client library cannot tell.
-mysqlclient_transaction_open: Callable[[Any], bool] | None = _mysqlclient_reader()
+mysqlclient_server_status: Callable[[Any], int] | None = _mysqlclient_reader()
