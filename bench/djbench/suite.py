@@ -374,9 +374,10 @@ class Bench:
         """One session of the latency run: a client thread and a server connection of its own per configuration.
 
         Where the kernel runs a client thread and its connection's server
-        thread or process changes one configuration's round trip by 10-30 %
-        on this machine (two identical configurations measured side by side
-        differed that much, in either direction, from one run to the next).
+        thread or process changes one configuration's round trip on this
+        machine: two identical configurations measured side by side differed
+        by up to 13 % (PostgreSQL) and 28 % (MariaDB), in either direction,
+        from one run to the next.
         Each session opens new threads and connections, in a rotated order,
         so that this placement falls on every configuration alike over the
         sessions instead of on one for the whole run.
