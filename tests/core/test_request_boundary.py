@@ -299,6 +299,7 @@ def test_a_parked_wrapper_takes_back_its_own_connection_without_a_checkout(make_
             assert conn.connection is None
         assert checkout.call_count == 0
     assert stats(alias)["checkouts"] == checkouts + 3
+    assert stats(alias)["taken_back"] == 3
     assert stats(alias)["connects"] == 1
     assert mine in server.session_ids()
 
@@ -326,9 +327,11 @@ def test_a_connection_another_request_used_meanwhile_is_checked_out_again(make_a
     assert seen == [mine]
     assert time.monotonic() - started < 2  # taken at once, never waited for
     assert stats(alias)["waits"] == 0
+    taken_back = stats(alias)["taken_back"]
     with counting_checkouts() as checkout, request():
         assert session_id(conn, server) == mine
         assert checkout.call_count == 1
+    assert stats(alias)["taken_back"] == taken_back
     assert stats(alias)["connects"] == 1
 
 

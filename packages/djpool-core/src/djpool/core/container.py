@@ -124,6 +124,9 @@ class ConnectionPool:
         self.recycled = 0
         self.warmup_connects = 0
         self.reclaimed = 0
+        # Checkouts that took back the connection their wrapper had given
+        # back, untouched since (take_back()); counted in checkouts too.
+        self.taken_back = 0
         # Connections whose holder went away without giving them back (its
         # thread ended, its wrapper was collected), with that thread's name:
         # queued by finalizers, checked in by the maintenance thread or by a
@@ -331,6 +334,7 @@ class ConnectionPool:
         ):
             return None
         self.checkouts += 1
+        self.taken_back += 1
         if self.leaks is not None or signals.connection_checked_out.receivers or signals.connection_checked_in.receivers:
             leaks.on_checkout(self, record, now)
         return record
@@ -545,6 +549,7 @@ class ConnectionPool:
             "recycled": self.recycled,
             "warmup_connects": self.warmup_connects,
             "reclaimed": self.reclaimed,
+            "taken_back": self.taken_back,
             "handovers": pool.handovers,
             "handover_latency_total": pool.handover_latency_total,
             "barged": pool.barged,
