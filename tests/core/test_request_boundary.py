@@ -348,9 +348,10 @@ def test_a_connection_taken_back_after_pre_ping_idle_is_checked(make_alias, serv
     assert stats(alias)["connects"] == 2
 
 
-def test_a_raw_transaction_open_at_the_request_end_is_never_taken_back(make_alias, server):
-    """A transaction the request left open goes back through the pool's
-    reset (rolled back), not kept for the next request of the same thread."""
+def test_a_raw_transaction_open_at_the_request_end_ends_before_the_connection_is_taken_back(make_alias, server):
+    """The connection goes back through the reset on return, which rolls
+    back the transaction the request left open; the next request of the same
+    thread may then take that connection back, never the transaction."""
     alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
     conn = connections[alias]
     with request():
@@ -358,10 +359,24 @@ def test_a_raw_transaction_open_at_the_request_end_is_never_taken_back(make_alia
         with conn.cursor() as cursor:
             cursor.execute("BEGIN")
         mine = session_id(conn, server)
-    with counting_checkouts() as checkout, request():
+    taken_back = stats(alias)["taken_back"]
+    with request():
         assert session_id(conn, server) == mine
-        assert checkout.call_count == 1
         # The server says no transaction is open (in one, now() would be the
         # time the last request's BEGIN ran).
         sql = "SELECT @@in_transaction = 0" if server.vendor == "mysql" else "SELECT now() = statement_timestamp()"
         assert query(conn, sql)
+    assert stats(alias)["taken_back"] == taken_back + 1
+
+
+def test_a_fully_reset_connection_is_checked_out_again(make_alias, server):
+    """RESET_ON_RETURN = "full" clears the session and the saved setup: the
+    next request checks the connection out, so that Django's setup runs."""
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "RESET_ON_RETURN": "full"})
+    conn = connections[alias]
+    with request():
+        mine = session_id(conn, server)
+    with counting_checkouts() as checkout, request():
+        assert session_id(conn, server) == mine
+        assert checkout.call_count == 1
+    assert stats(alias)["taken_back"] == 0

@@ -228,10 +228,10 @@ def take(pool):
     return record
 
 
-def test_a_connection_returned_for_take_back_is_idle_until_taken_back():
+def test_a_returned_connection_is_idle_until_taken_back():
     pool, opened = make_pool(pool_size=2, max_overflow=0)
     record = take(pool)
-    entry = pool.return_for_take_back(record, time.monotonic())
+    entry = pool._do_return_conn(record, time.monotonic())
     assert entry is not None and entry[0] is record
     # Idle like any returned connection: counted so, and any checkout may take it.
     assert (pool.checkedin(), pool.checkedout()) == (1, 0)
@@ -245,7 +245,7 @@ def test_a_connection_returned_for_take_back_is_idle_until_taken_back():
 def test_a_connection_another_checkout_took_is_not_taken_back():
     pool, _ = make_pool(pool_size=2, max_overflow=0)
     record = take(pool)
-    entry = pool.return_for_take_back(record, time.monotonic())
+    entry = pool._do_return_conn(record, time.monotonic())
     assert take(pool) is record  # another thread's checkout
     assert not pool.take_back(entry)
     # Returned again by that thread: a new entry, still not the old one's.
@@ -257,13 +257,13 @@ def test_a_connection_another_checkout_took_is_not_taken_back():
 def test_only_the_last_returned_connection_is_taken_back():
     pool, _ = make_pool(pool_size=2, max_overflow=0)
     first, second = take(pool), take(pool)
-    entry = pool.return_for_take_back(first, time.monotonic())
+    entry = pool._do_return_conn(first, time.monotonic())
     pool._do_return_conn(second)
     assert not pool.take_back(entry)
     assert pool.checkedin() == 2
 
 
-def test_a_waiter_gets_the_connection_returned_for_take_back():
+def test_a_waiter_gets_a_returned_connection_and_no_entry_is_given():
     pool, _ = make_pool(pool_size=1, max_overflow=0, timeout=5)
     pool._barge_window = 0
     record = take(pool)
@@ -272,6 +272,6 @@ def test_a_waiter_gets_the_connection_returned_for_take_back():
     thread.start()
     while pool.waiting() < 1:
         time.sleep(0.001)
-    assert pool.return_for_take_back(record, time.monotonic()) is None
+    assert pool._do_return_conn(record, time.monotonic()) is None
     thread.join(5)
     assert got == [record]

@@ -88,12 +88,6 @@ class ConnectionPool:
                 else None
             ),
         )
-        # Whether a parked wrapper may take back the connection it gave back
-        # (checkin_for_take_back()): not where every return resets the session
-        # (a full reset, or MySQL's autocommit put back with AUTOCOMMIT off).
-        self._takes_back = options.reset_on_return != "full" and (
-            wrapper.djpool_autocommit_within is None or bool(wrapper.settings_dict.get("AUTOCOMMIT", True))
-        )
         # The driver option that bounds opening a connection (seconds).
         self._connect_timeout_option = wrapper.djpool_connect_timeout_option
         if wrapper.djpool_ping_within is None or wrapper.djpool_rollback_within is None:
@@ -188,19 +182,9 @@ class ConnectionPool:
             if self._echo_debug:
                 self._log_checkout(record)
             last_used = record.info.get(LAST_USED)
-            # A connection whose last request saw a database error is checked
-            # even with PRE_PING off: the driver may not know the server closed
-            # it (MySQL), and nothing else would ever take it out of the pool.
-            if last_used is not None and (
-                last_used == SUSPECT
-                or (
-                    self.options.pre_ping
-                    # idle long enough, or idle when another request saw an error
-                    # (the idle time as of the start of the checkout: one that
-                    # waited was handed a connection just returned)
-                    and (started - last_used >= self.options.pre_ping_idle or last_used <= self._last_error)
-                )
-            ):
+            # The idle time as of the start of the checkout: one that waited
+            # was handed a connection just returned.
+            if last_used is not None and self._due_for_ping(last_used, started):
                 pinged = True
                 record = self._replace_if_dead(record, deadline)
         except sa_exc.TimeoutError:
@@ -215,6 +199,20 @@ class ConnectionPool:
             # The signal's wait_time: from the deadline, no extra clock read.
             leaks.on_checkout(self, record, started, pinged)
         return record
+
+    def _due_for_ping(self, last_used: float, now: float) -> bool:
+        """Whether a connection idle since ``last_used`` (its LAST_USED) is pinged before use at ``now``.
+
+        A connection whose last request saw a database error is checked even
+        with PRE_PING off: the driver may not know the server closed it
+        (MySQL), and nothing else would ever take it out of the pool.
+        Otherwise, with PRE_PING: idle long enough, or idle when another
+        request saw an error.
+        """
+        options = self.options
+        return last_used == SUSPECT or (
+            options.pre_ping and (now - last_used >= options.pre_ping_idle or last_used <= self._last_error)
+        )
 
     def _take(self, longest_idle: bool = False, deadline: float | None = None) -> ConnectionPoolEntry:
         """A record from the pool whose connection is open (reopened if it was
@@ -242,7 +240,7 @@ class ConnectionPool:
 
     def checkin(
         self, record: ConnectionPoolEntry, suspect: bool = False, discard: bool = False, rollback: bool = False
-    ) -> None:
+    ) -> tuple[ConnectionPoolEntry, float] | None:
         """Give a connection back: rolled back if needed, then idle or to a waiter.
 
         ``suspect`` marks a connection whose last use raised a database
@@ -250,6 +248,11 @@ class ConnectionPool:
         closes it instead (Django found it unusable); its slot opens a new
         connection when next needed. ``rollback`` rolls it back even if the
         driver reports no transaction (one opened with raw SQL on MySQL).
+
+        Returns the connection's idle entry if it stayed idle, for the
+        holder to take that one back (:meth:`take_back`); None if a waiter
+        got it, it was closed, or a full reset means the next holder must
+        set it up again.
         """
         dbapi_connection = record.dbapi_connection
         returned_at = time.monotonic()
@@ -288,47 +291,23 @@ class ConnectionPool:
                         )
         finally:
             # An invalidated record frees its slot there.
-            self.pool._do_return_conn(record, returned_at)
-
-    def checkin_for_take_back(
-        self, record: ConnectionPoolEntry, suspect: bool = False
-    ) -> tuple[ConnectionPoolEntry, float] | None:
-        """:meth:`checkin`, by a wrapper that parks and will likely want a connection again soon.
-
-        Returns the idle entry that :meth:`take_back` accepts, or None where
-        the connection went back through :meth:`checkin` (it needs a
-        rollback or a full reset, its request saw an error) or a waiter took
-        it. Like :meth:`checkin` it sends the checkin and reset signals.
-        """
-        dbapi_connection = record.dbapi_connection
-        if suspect or not self._takes_back or dbapi_connection is None or self.dialect.in_transaction(dbapi_connection):
-            self.checkin(record, suspect=suspect)
-            return None
-        # What checkin() does for a connection without a transaction: the
-        # reset has nothing to do.
-        returned_at = time.monotonic()
-        record.info[LAST_USED] = returned_at
-        if self.leaks is not None or signals.connection_checked_in.receivers:
-            leaks.on_checkin(self, record)
-        if signals.connection_reset.receivers:
-            signals.send(
-                signals.connection_reset, self, dbapi_connection=dbapi_connection, rolled_back=False, full_reset=False
-            )
-        return self.pool.return_for_take_back(record, returned_at)
+            entry = self.pool._do_return_conn(record, returned_at)
+        return None if self.options.reset_on_return == "full" else entry
 
     def take_back(self, entry: tuple[ConnectionPoolEntry, float]) -> ConnectionPoolEntry | None:
-        """The connection of ``entry`` (:meth:`checkin_for_take_back`), checked out again if nobody took it since.
+        """The connection of ``entry`` (from :meth:`checkin`), checked out again if nobody took it since.
 
-        Then no other request used it, so it has no state that the reset
-        would clear, and only what :meth:`checkout` does for a connection
-        that needs no pre-ping is done. None (the caller checks out as
-        usual): it was taken, closed, or is due for a pre-ping or RECYCLE.
+        Then no other request used it since its reset, and only what
+        :meth:`checkout` does for a connection that needs no pre-ping is
+        done. None (the caller checks out as usual): it was taken, closed,
+        or is due for a pre-ping or RECYCLE.
         """
-        record, returned_at = entry
+        record = entry[0]
         options = self.options
         now = time.monotonic()
         if (
-            (options.pre_ping and (now - returned_at >= options.pre_ping_idle or returned_at <= self._last_error))
+            # (closed meanwhile: no LAST_USED, so refused here or by the pool)
+            self._due_for_ping(record.info.get(LAST_USED, SUSPECT), now)
             or (options.recycle is not None and time.time() - record.starttime > options.recycle)
             or not self.pool.take_back(entry)
         ):

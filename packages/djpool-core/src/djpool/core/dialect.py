@@ -71,7 +71,7 @@ class PoolDialect:
     ) -> None:
         self.dialect = dialect
         self.loaded_dbapi = dialect.loaded_dbapi
-        self.in_transaction = in_transaction
+        self._in_transaction = in_transaction
         self._full_reset = full_reset
         self._rollback = rollback or dialect.do_rollback
         self._ping_within = ping_within
@@ -96,7 +96,7 @@ class PoolDialect:
         if self.abandoned:
             return False
         answered = False
-        rolled_back = rollback or self.in_transaction(dbapi_connection)
+        rolled_back = rollback or self._in_transaction(dbapi_connection)
         if rolled_back:
             if timeout is not None and self._rollback_within is not None:
                 self._rollback_within(dbapi_connection, timeout)

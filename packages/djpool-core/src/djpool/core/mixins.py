@@ -120,8 +120,8 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         # closes the wrapper or connects it again.
         self._djpool_parked_in: ConnectionPool | None = None
         # The idle entry of the connection it gave back when it parked
-        # (ConnectionPool.checkin_for_take_back()): while nobody else took
-        # that connection, taking it back skips the checkout.
+        # (ConnectionPool.checkin()), read only while parked: while nobody
+        # else took that connection, taking it back skips the checkout.
         self._djpool_parked_entry: tuple[Any, float] | None = None
         # Parked at a request boundary: the next take-back starts a request,
         # doing what connect() would that the connection does not carry.
@@ -296,7 +296,6 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         # OPTIONS['pool'] would otherwise be refused for another reason).
         self._djpool_raise_settings_error()
         self._djpool_parked_in = None
-        self._djpool_parked_entry = None
         self._djpool_new_request = False
         self._djpool_raw_transaction = False
         self._djpool_settings_seen = {
@@ -339,7 +338,6 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
             return
         self._djpool_parked_in = None
         entry = self._djpool_parked_entry
-        self._djpool_parked_entry = None
         new_request = self._djpool_new_request
         if pool.retired or (
             new_request
@@ -400,7 +398,6 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         # Django's close() does nothing: it is closed all the same, and its
         # next use connects as a new one.
         self._djpool_parked_in = None
-        self._djpool_parked_entry = None
         super().close()  # type: ignore[misc]
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
@@ -503,13 +500,7 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         if self._djpool_chunked_cursors.data:  # the WeakSet's own set: no call when empty
             self._djpool_close_chunked_cursors()
         try:
-            if take_back and not rollback and not self._djpool_health_checking and not self._djpool_errors_checking:
-                self._djpool_parked_entry = pool.checkin_for_take_back(
-                    record,
-                    suspect=self.errors_occurred,  # type: ignore[attr-defined]
-                )
-                return
-            pool.checkin(
+            entry = pool.checkin(
                 record,
                 rollback=rollback,
                 suspect=self.errors_occurred,  # type: ignore[attr-defined]
@@ -521,6 +512,8 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
             # fewer per request).
             with self.wrap_database_errors:  # type: ignore[attr-defined]
                 raise
+        if take_back:
+            self._djpool_parked_entry = entry
 
     def close_if_health_check_failed(self) -> None:
         # Django runs this before every cursor, just before ensure_connection().
@@ -586,7 +579,6 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         self._djpool_close_chunked_cursors()
         self._djpool_open_cursors = 0
         self._djpool_parked_in = None
-        self._djpool_parked_entry = None
         self._djpool_raw_transaction = False
         self.connection = ReleasedConnection.for_database(self.Database)  # type: ignore[attr-defined]
 
@@ -612,7 +604,6 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         self._djpool_chunked_cursors.clear()
         self._djpool_cached_pool = None
         self._djpool_parked_in = None
-        self._djpool_parked_entry = None
         self._djpool_raw_transaction = False
 
     def close_pool(self) -> None:

@@ -249,11 +249,17 @@ class FairQueuePool(Pool):
             waiter.wake()
         self._pass_capacity_on()
 
-    def _do_return_conn(self, record: ConnectionPoolEntry, returned_at: float | None = None) -> None:
-        """Give ``record`` to the oldest waiter, or keep it idle since ``returned_at`` (default: now)."""
+    def _do_return_conn(
+        self, record: ConnectionPoolEntry, returned_at: float | None = None
+    ) -> tuple[ConnectionPoolEntry, float] | None:
+        """Give ``record`` to the oldest waiter, or keep it idle since ``returned_at`` (default: now).
+
+        Returns its idle entry when it was kept idle (None otherwise): the
+        thread that returned it may take that one back (:meth:`take_back`).
+        """
         if self._abandoned:
             # Forked child: the record's connection belongs to the parent.
-            return
+            return None
         with self._lock:
             if record.dbapi_connection is None:
                 # Invalidated: free its slot rather than keep an empty entry,
@@ -261,7 +267,7 @@ class FairQueuePool(Pool):
                 # MIN_IDLE counts), and a waiter may open a new one.
                 self._records.discard(record)
                 self._pass_capacity_on()
-                return
+                return None
             if self._waiters:
                 waiter = self._waiters.popleft()
                 now = time.monotonic() if returned_at is None else returned_at
@@ -274,34 +280,19 @@ class FairQueuePool(Pool):
                 else:
                     waiter.record = record
                 waiter.wake()
-                return
+                return None
             if len(self._idle) < self._pool_size and not self._closed:
-                self._idle.append((record, time.monotonic() if returned_at is None else returned_at))
-                return
+                entry = (record, time.monotonic() if returned_at is None else returned_at)
+                self._idle.append(entry)
+                return entry
             self._records.discard(record)
             self._closing += 1
         # Overflow connection nobody waits for: close it outside the lock.
         self._close_then_free([record])
-
-    def return_for_take_back(
-        self, record: ConnectionPoolEntry, returned_at: float
-    ) -> tuple[ConnectionPoolEntry, float] | None:
-        """Return ``record`` as :meth:`_do_return_conn` does; if it stays idle, give back its idle entry.
-
-        With the entry, the thread that returned it can take the same
-        connection back (:meth:`take_back`) without a checkout, as long as
-        nobody took it meanwhile. None: a waiter got it, or it was closed.
-        """
-        with self._lock:
-            if not self._waiters and len(self._idle) < self._pool_size and not self._closed and not self._abandoned:
-                entry = (record, returned_at)
-                self._idle.append(entry)
-                return entry
-        self._do_return_conn(record, returned_at)
         return None
 
     def take_back(self, entry: tuple[ConnectionPoolEntry, float]) -> bool:
-        """Take ``entry`` (from :meth:`return_for_take_back`) out of the idle records again; True if it was there.
+        """Take ``entry`` (from :meth:`_do_return_conn`) out of the idle records again; True if it was there.
 
         Only while it is the last one returned and no thread waits for one:
         then no other checkout took it and none is owed it. (For the thread

@@ -4,9 +4,10 @@ Django opens and ends its transactions through the driver (autocommit off,
 ``commit()``), which the pool sees. Raw SQL can do the same behind its back:
 a ``BEGIN`` run while Django's autocommit is on, where the driver does not
 report the transaction (JDBC; mysqlclient on Oracle's libmysqlclient); and,
-in transaction mode, a session-level ``SET`` that would reach the next request given the connection. The cursor
-classes here look at each statement's text (a three-character prefilter;
-the regular expression only where that could match) and tell the wrapper
+in transaction mode, a session-level ``SET`` that would reach the next
+request given the connection. The cursor classes here look at each
+statement's text (a three-character prefilter; the regular expression only
+where that could match) and tell the wrapper
 (``_djpool_saw_raw_statement()``); transaction mode's cursor also tells it
 when it closes, to give the connection back after the last one.
 """

@@ -8,8 +8,8 @@ them, but MariaDB Connector/C (the client library Debian's and most Linux
 distributions' mysqlclient is built on) gives them through
 ``mariadb_get_info()``, which takes the connection's ``MYSQL`` handle and
 does no I/O; djpool calls it once per connection and then reads the field it
-returns directly (:class:`_StatusField`). Where neither is there (mysqlclient built on Oracle's
-libmysqlclient), :data:`mysqlclient_transaction_open` is None and djpool reads
+returns directly (:class:`_StatusField`). Where neither is there (mysqlclient
+built on Oracle's libmysqlclient), :data:`mysqlclient_server_status` is None and djpool reads
 the statements instead (``djpool_watch_transaction_statements``).
 
 Reading the flags at a connection's return costs one call; watching the
@@ -70,7 +70,9 @@ class _StatusField:
     call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, native_size: int) -> None:
+        #: The size of mysqlclient's C connection object, which holds the struct.
+        self._native_size = native_size
         self._thread_id_offset: int | None = None
 
     def find(self, dbapi_connection: Any, handle: int, server_status: int) -> ctypes.c_uint | None:
@@ -81,7 +83,7 @@ class _StatusField:
         protocol_version = dbapi_connection.get_proto_info()
         # Never read outside the connection object: the struct lies inside
         # it (a mysqlclient that allocated it elsewhere keeps the call).
-        start, end = id(dbapi_connection), id(dbapi_connection) + _native_size(dbapi_connection)
+        start, end = id(dbapi_connection), id(dbapi_connection) + self._native_size
         if not start < handle < end:
             return None
         last = end - handle - _TO_SERVER_STATUS - 4
@@ -108,13 +110,6 @@ class _StatusField:
             and ctypes.c_uint.from_address(handle + offset + _TO_PROTOCOL_VERSION).value == protocol_version
             and ctypes.c_uint.from_address(handle + offset + _TO_SERVER_STATUS).value == server_status
         )
-
-
-def _native_size(dbapi_connection: Any) -> int:
-    """The size of mysqlclient's C connection object (the MYSQL struct is a member of it)."""
-    from MySQLdb import _mysql
-
-    return int(_mysql.connection.__basicsize__)
 
 
 class _GetInfoStatus:
@@ -162,22 +157,24 @@ def _mysqlclient_reader() -> Callable[[Any], int] | None:
     capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
         ("PyCapsule_GetPointer", ctypes.pythonapi)
     )
-    status_field = _StatusField()
+    status_field = _StatusField(_mysql.connection.__basicsize__)
+    warned: list[bool] = []
 
     def field_of(dbapi_connection: Any) -> Any:
         handle = capsule_pointer(dbapi_connection._get_native_connection(), _CAPSULE_NAME)
         reading = _GetInfoStatus(get_info, handle)
         if get_info(reading.handle, _MARIADB_CONNECTION_SERVER_STATUS, reading.pointer) == _FAILED:
             # A client library too old to report the status.
-            if not _warned:
-                _warned.append(True)
+            if not warned:
+                warned.append(True)
                 logger.warning(
                     "mysqlclient's client library does not report the server status "
                     "(mariadb_get_info(MARIADB_CONNECTION_SERVER_STATUS) failed): every "
                     "connection returned to the pool is rolled back, a round trip each"
                 )
             return _UNKNOWN
-        return status_field.find(dbapi_connection, handle, reading.buffer.value) or reading
+        field = status_field.find(dbapi_connection, handle, reading.buffer.value)
+        return reading if field is None else field  # (a c_uint of 0 is false)
 
     def server_status(dbapi_connection: Any) -> int:
         try:
@@ -187,9 +184,6 @@ def _mysqlclient_reader() -> Callable[[Any], int] | None:
         return field.value  # type: ignore[no-any-return]
 
     return server_status
-
-
-_warned: list[bool] = []
 
 
 #: mysqlclient's reading, or None where its client library cannot tell.
