@@ -380,3 +380,57 @@ def test_a_fully_reset_connection_is_checked_out_again(make_alias, server):
         assert session_id(conn, server) == mine
         assert checkout.call_count == 1
     assert stats(alias)["taken_back"] == 0
+
+
+@pytest.mark.parametrize("pre_ping", [True, False])
+def test_a_connection_given_back_before_another_request_saw_an_error_is_checked(make_alias, server, pre_ping):
+    """With PRE_PING, a database error seen since the wrapper gave its
+    connection back (the server may have restarted) sends the take-back
+    through the checkout, which pings the connection; without it, the
+    connection is taken back as it is."""
+    from django.db import DatabaseError
+
+    alias = make_alias({"POOL_SIZE": 2, "MAX_OVERFLOW": 0, "PRE_PING": pre_ping})
+    conn = connections[alias]
+    # Wrappers of the same alias that a request's end does not close.
+    other, third = connections.create_connection(alias), connections.create_connection(alias)
+    try:
+        with request():
+            theirs = session_id(other, server)
+            mine = session_id(conn, server)
+        assert theirs != mine
+        # The other holder gives its connection back after a database error,
+        # and a third takes that one (the last given back), leaving this
+        # wrapper's connection where a take-back finds it.
+        with pytest.raises(DatabaseError):
+            query(other, "SELECT * FROM djpool_no_such_table")
+        other.close()
+        assert session_id(third, server) == theirs
+        taken_back = stats(alias)["taken_back"]
+        with counting_checkouts() as checkout, request():
+            assert session_id(conn, server) == mine
+        assert checkout.call_count == (1 if pre_ping else 0)
+        assert stats(alias)["taken_back"] == taken_back + (0 if pre_ping else 1)
+    finally:
+        other.close()
+        third.close()
+
+
+def test_a_connection_given_back_after_a_database_error_is_checked_before_its_next_use(make_alias, server):
+    """Transaction mode gives the connection back after each statement; after
+    one that raised a database error the connection is suspect, so the next
+    statement checks it out again, which pings it (even with PRE_PING off),
+    instead of taking it back untested."""
+    from django.db import DatabaseError
+
+    alias = make_alias({"POOL_MODE": "transaction", "POOL_SIZE": 1, "MAX_OVERFLOW": 0, "PRE_PING": False})
+    conn = connections[alias]
+    with request():
+        mine = session_id(conn, server)
+        with pytest.raises(DatabaseError):
+            query(conn, "SELECT * FROM djpool_no_such_table")
+        taken_back = stats(alias)["taken_back"]
+        with counting_checkouts() as checkout:
+            assert session_id(conn, server) == mine
+        assert checkout.call_count == 1
+        assert stats(alias)["taken_back"] == taken_back

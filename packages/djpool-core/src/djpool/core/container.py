@@ -102,6 +102,15 @@ class ConnectionPool:
             )
         # VALIDATION_TIMEOUT in force (read on every return: computed once).
         self.validation_timeout = options.health_check_timeout
+        # PRE_PING's two tests (see _due_for_ping), read on every checkout
+        # and take-back: idle this long, or given back before a request saw
+        # an error (never, without PRE_PING).
+        self._ping_idle = options.pre_ping_idle if options.pre_ping else math.inf
+        self._ping_after_error = options.pre_ping
+        # Whether a connection given back keeps the setup its holder made
+        # (not after RESET_ON_RETURN = "full"), so that it may be taken back.
+        self._keeps_setup = options.reset_on_return != "full"
+        self._recycle = options.recycle
         self.checkouts = 0
         self.connects = 0
         self.timeouts = 0
@@ -209,9 +218,10 @@ class ConnectionPool:
         Otherwise, with PRE_PING: idle long enough, or idle when another
         request saw an error.
         """
-        options = self.options
-        return last_used == SUSPECT or (
-            options.pre_ping and (now - last_used >= options.pre_ping_idle or last_used <= self._last_error)
+        return (
+            last_used == SUSPECT
+            or now - last_used >= self._ping_idle
+            or (self._ping_after_error and last_used <= self._last_error)
         )
 
     def _take(self, longest_idle: bool = False, deadline: float | None = None) -> ConnectionPoolEntry:
@@ -251,8 +261,8 @@ class ConnectionPool:
 
         Returns the connection's idle entry if it stayed idle, for the
         holder to take that one back (:meth:`take_back`); None if a waiter
-        got it, it was closed, or a full reset means the next holder must
-        set it up again.
+        got it, it was closed, it is suspect (its next use pings it), or a
+        full reset means the next holder must set it up again.
         """
         dbapi_connection = record.dbapi_connection
         returned_at = time.monotonic()
@@ -292,7 +302,7 @@ class ConnectionPool:
         finally:
             # An invalidated record frees its slot there.
             entry = self.pool._do_return_conn(record, returned_at)
-        return None if self.options.reset_on_return == "full" else entry
+        return entry if self._keeps_setup and not suspect else None
 
     def take_back(self, entry: tuple[ConnectionPoolEntry, float]) -> ConnectionPoolEntry | None:
         """The connection of ``entry`` (from :meth:`checkin`), checked out again if nobody took it since.
@@ -302,13 +312,17 @@ class ConnectionPool:
         done. None (the caller checks out as usual): it was taken, closed,
         or is due for a pre-ping or RECYCLE.
         """
-        record = entry[0]
-        options = self.options
+        record, returned_at = entry
+        recycle = self._recycle
         now = time.monotonic()
         if (
-            # (closed meanwhile: no LAST_USED, so refused here or by the pool)
-            self._due_for_ping(record.info.get(LAST_USED, SUSPECT), now)
-            or (options.recycle is not None and time.time() - record.starttime > options.recycle)
+            # Closed meanwhile (and not yet out of the idle records).
+            record.dbapi_connection is None
+            # _due_for_ping(): the entry's time is the record's LAST_USED
+            # (checkin() gives no entry for a suspect connection).
+            or now - returned_at >= self._ping_idle
+            or (self._ping_after_error and returned_at <= self._last_error)
+            or (recycle is not None and time.time() - record.starttime > recycle)
             or not self.pool.take_back(entry)
         ):
             return None
