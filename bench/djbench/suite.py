@@ -514,15 +514,21 @@ class Bench:
                     "p99": report.percentile(latencies, 0.99),
                     "peak_connections": monitor.peak[target.database],
                 }
-                waited = ["", "", "", ""]
+                waited = ["", "", "", "", ""]
                 totals = pool_stats.get(target.key)
                 if totals and totals["checkouts"]:
                     s.update(_handover_summary(totals))
                     s["rounds"] = round_figures[target.key]
-                    waited = [f"{s['waited_share']:.0%}", ms(s["mean_wait"]), ms(s["mean_handover"]), f"{s['barged_share']:.0%}"]
+                    waited = [
+                        f"{s['waited_share']:.0%}", ms(s["mean_wait"]), ms(s["mean_handover"]), f"{s['barged_share']:.0%}",
+                        f"{s['taken_back_share']:.0%}",
+                    ]  # fmt: skip
                 label = target.key.split("_", 1)[1]
                 rows.append([label, f"{s['rate']:,.0f}", ms(s["p50"]), ms(s["p99"]), s["peak_connections"], *waited])
-            headers = ["configuration", "req/s", "p50 ms", "p99 ms", "server conns", "checkouts waited", "mean wait ms", "wake to run ms", "barged"]
+            headers = [
+                "configuration", "req/s", "p50 ms", "p99 ms", "server conns",
+                "checkouts waited", "mean wait ms", "wake to run ms", "barged", "taken back",
+            ]  # fmt: skip
             print(f"-- {vendor}\n" + report.table(headers, rows), flush=True)
             self.results["workload"][vendor] = summary
             found = {name: summary.get(t.key) if (t := self.target(vendor, name)) else None for name in names}
@@ -804,14 +810,16 @@ class Bench:
 
 
 #: The pool's counters the workload phase adds up (djpool.core.stats() keys).
-_HANDOVER_FIGURES = ("checkouts", "waits", "wait_time_total", "handovers", "handover_latency_total", "barged", "overtaken")
+_HANDOVER_FIGURES = ("checkouts", "waits", "wait_time_total", "handovers", "handover_latency_total", "barged", "overtaken", "taken_back")
 
 
 def _handover_summary(figures: dict[str, float]) -> dict[str, float]:
     """From a pool's counters: the share of checkouts that waited, the mean wait,
     the mean time from a waiter's wake-up to its running again (the GIL,
     scheduling), the share of checkouts that took a returned connection ahead
-    of a waiter, and the share of woken waiters that then found it taken."""
+    of a waiter, the share of woken waiters that then found it taken, and the
+    share of checkouts that took back the connection their wrapper had just
+    given back (no checkout: ConnectionPool.take_back())."""
     checkouts, waits, handovers = figures["checkouts"], figures["waits"], figures["handovers"]
     return {
         "waited_share": waits / checkouts if checkouts else 0.0,
@@ -819,6 +827,7 @@ def _handover_summary(figures: dict[str, float]) -> dict[str, float]:
         "mean_handover": figures["handover_latency_total"] / handovers if handovers else 0.0,
         "barged_share": figures["barged"] / checkouts if checkouts else 0.0,
         "overtaken_share": figures["overtaken"] / handovers if handovers else 0.0,
+        "taken_back_share": figures["taken_back"] / checkouts if checkouts else 0.0,
     }
 
 
