@@ -161,8 +161,15 @@ def measure(targets: list[Target], load: Load) -> dict[str, Measurement]:
                     measured[server.target.key].runs.append(result)
                 previous = server
         finally:
+            # Every one is stopped, even if stopping another failed.
+            failures = []
             for server in servers:
-                server.stop(quick=True)
+                try:
+                    server.stop(quick=True)
+                except Exception as error:
+                    failures.append(error)
+            if failures:
+                raise failures[0]
     return measured
 
 

@@ -159,12 +159,13 @@ class Gunicorn:
             deadline = time.monotonic() + 15
             # Wait for the master's exit without reaping it: while it is a
             # zombie its process group id cannot name anyone else's processes.
-            while time.monotonic() < deadline and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None:
+            while time.monotonic() < deadline and not _has_exited(self._process):
                 time.sleep(0.05)
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            if self._process.returncode is None:  # not reaped, so the group id is still its own
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self._process.wait()
             self._process = None
             self._stopping = False
@@ -197,10 +198,28 @@ class Gunicorn:
         return result
 
 
+def _has_exited(process: subprocess.Popen[bytes]) -> bool:
+    """Whether ``process`` has exited, without reaping it (see Gunicorn.stop()).
+
+    ``poll()`` would reap it, after which its process group id may name
+    another process's group, and stop() could no longer kill the workers
+    left in it.
+    """
+    if process.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
+    except ChildProcessError:
+        # Reaped elsewhere: poll() records it (returncode 0), and stop() then
+        # leaves the group id alone.
+        process.poll()
+        return True
+
+
 def _wait_until_serving(url: str, server: subprocess.Popen[bytes], log: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.poll() is not None:
+        if _has_exited(server):
             log.seek(0)
             raise RuntimeError(f"gunicorn exited: {log.read().decode(errors='replace')[-2000:]}")
         try:
