@@ -102,15 +102,9 @@ class ConnectionPool:
             )
         # VALIDATION_TIMEOUT in force (read on every return: computed once).
         self.validation_timeout = options.health_check_timeout
-        # PRE_PING's two tests (see _due_for_ping), read on every checkout
-        # and take-back: idle this long, or given back before a request saw
-        # an error (never, without PRE_PING).
+        # PRE_PING's idle bound (never reached without PRE_PING), read on
+        # every checkout and take-back (_due_for_ping()).
         self._ping_idle = options.pre_ping_idle if options.pre_ping else math.inf
-        self._ping_after_error = options.pre_ping
-        # Whether a connection given back keeps the setup its holder made
-        # (not after RESET_ON_RETURN = "full"), so that it may be taken back.
-        self._keeps_setup = options.reset_on_return != "full"
-        self._recycle = options.recycle
         self.checkouts = 0
         self.connects = 0
         self.timeouts = 0
@@ -221,7 +215,7 @@ class ConnectionPool:
         return (
             last_used == SUSPECT
             or now - last_used >= self._ping_idle
-            or (self._ping_after_error and last_used <= self._last_error)
+            or (self.options.pre_ping and last_used <= self._last_error)
         )
 
     def _take(self, longest_idle: bool = False, deadline: float | None = None) -> ConnectionPoolEntry:
@@ -302,7 +296,7 @@ class ConnectionPool:
         finally:
             # An invalidated record frees its slot there.
             entry = self.pool._do_return_conn(record, returned_at)
-        return entry if self._keeps_setup and not suspect else None
+        return None if suspect or self.options.reset_on_return == "full" else entry
 
     def take_back(self, entry: tuple[ConnectionPoolEntry, float]) -> ConnectionPoolEntry | None:
         """The connection of ``entry`` (from :meth:`checkin`), checked out again if nobody took it since.
@@ -313,15 +307,13 @@ class ConnectionPool:
         or is due for a pre-ping or RECYCLE.
         """
         record, returned_at = entry
-        recycle = self._recycle
+        recycle = self.options.recycle
         now = time.monotonic()
         if (
             # Closed meanwhile (and not yet out of the idle records).
             record.dbapi_connection is None
-            # _due_for_ping(): the entry's time is the record's LAST_USED
-            # (checkin() gives no entry for a suspect connection).
-            or now - returned_at >= self._ping_idle
-            or (self._ping_after_error and returned_at <= self._last_error)
+            # The entry's time is the record's LAST_USED.
+            or self._due_for_ping(returned_at, now)
             or (recycle is not None and time.time() - record.starttime > recycle)
             or not self.pool.take_back(entry)
         ):
