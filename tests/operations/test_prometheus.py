@@ -93,6 +93,8 @@ def test_metrics_follow_the_pool_and_the_server(make_alias, server):
     assert 0.15 <= after["djpool_wait_seconds_total"] <= timed_out_after
     assert after["djpool_wait_seconds_max"] == after["djpool_wait_seconds_total"]
     assert after["djpool_requests_waiting"] == 0
+    # Both stay idle (POOL_SIZE 2): none closed as overflow.
+    assert after["djpool_overflow_closed_total"] == 0
 
 
 def test_unbounded_pool_has_no_max_connections_sample(make_alias):

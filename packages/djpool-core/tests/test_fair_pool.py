@@ -56,6 +56,26 @@ def test_limit_and_timeout():
         conn.close()
     # The overflow connection is closed on return; one stays idle.
     assert (pool.checkedin(), pool.checkedout(), pool.overflow()) == (1, 0, 0)
+    assert pool.overflow_closed == 1
+    assert [conn for conn in opened if _is_closed(conn)] == [opened[1]]
+
+
+def _is_closed(conn):
+    try:
+        conn.execute("SELECT 1")
+    except sqlite3.ProgrammingError:
+        return True
+    return False
+
+
+def test_connections_returned_to_a_closed_pool_are_not_counted_as_overflow():
+    pool, opened = make_pool(pool_size=1, max_overflow=1)
+    held = [pool.connect(), pool.connect()]
+    pool.close()
+    for conn in held:
+        conn.close()
+    assert all(_is_closed(conn) for conn in opened)
+    assert pool.overflow_closed == 0
 
 
 def test_returned_connection_goes_to_the_oldest_waiter():

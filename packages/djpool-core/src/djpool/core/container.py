@@ -539,6 +539,7 @@ class ConnectionPool:
             "handover_latency_total": pool.handover_latency_total,
             "barged": pool.barged,
             "overtaken": pool.overtaken,
+            "overflow_closed": pool.overflow_closed,
         }
 
     def dispose(self) -> int:

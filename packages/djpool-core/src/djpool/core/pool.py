@@ -149,6 +149,10 @@ class FairQueuePool(Pool):
         #: waiters that then found it taken.
         self.barged = 0
         self.overtaken = 0
+        #: Overflow connections closed on return because POOL_SIZE were
+        #: already idle and nobody waited: the next burst opens new ones
+        #: (churn; a steady rise says POOL_SIZE is below the usual load).
+        self.overflow_closed = 0
 
     # ##### SQLAlchemy Pool API #####
 
@@ -287,6 +291,8 @@ class FairQueuePool(Pool):
                 return entry
             self._records.discard(record)
             self._closing += 1
+            if not self._closed:
+                self.overflow_closed += 1
         # Overflow connection nobody waits for: close it outside the lock.
         self._close_then_free([record])
         return None

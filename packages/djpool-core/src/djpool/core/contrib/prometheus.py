@@ -65,6 +65,11 @@ _COUNTERS = [
     ("djpool_connects", "Server connections opened.", "connects"),
     ("djpool_checkout_timeouts", "Checkouts that gave up after TIMEOUT.", "timeouts"),
     ("djpool_invalidations", "Connections discarded as broken.", "invalidations"),
+    (
+        "djpool_overflow_closed",
+        "Overflow connections closed on return because POOL_SIZE were idle (churn).",
+        "overflow_closed",
+    ),
     ("djpool_waits", "Checkouts that had to wait for a connection.", "waits"),
     ("djpool_wait_seconds", "Seconds checkouts spent waiting for a connection.", "wait_time_total"),
 ]
