@@ -704,7 +704,7 @@ class Bench:
                 # reach for any pool on this machine.
                 unchecked = summary.get(f"{short}_unchecked:{kind}")
 
-                def floor(other: dict[str, Any]) -> float | None:
+                def floor(other: dict[str, Any], unchecked: dict[str, Any] | None = unchecked) -> float | None:
                     return report.ratio_of_rounds(unchecked["round_rates"], other["round_rates"]) if unchecked else None
 
                 if native:

@@ -17,7 +17,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from typing import Any
 
@@ -143,7 +142,7 @@ def test_celery_worker_pool(server, celery_client, tmp_path, pool):
     markers = [answer["marker"] for answer in answers]
     assert markers == [f"t{n}" for n in range(40)] + [f"a{n}" for n in range(async_tasks)]  # nobody wrote in between
     assert all(answer["name"] == f"celery-{answer['marker']}" for answer in answers[40:])
-    for process, stats in figures.items():
+    for stats in figures.values():
         assert stats["pools"] == 1, stats  # one pool for the alias in each process
         assert stats["checked_out"] == 0, stats  # every task gave its connection back, asyncio.run() ones too
         assert stats["timeouts"] == 0, stats

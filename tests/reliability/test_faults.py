@@ -342,7 +342,7 @@ def test_sessions_killed_at_random_under_load(mode, wsgi, items, make_alias, ser
         admin.close()
     assert len(results) >= total and len(killed) >= 10 and len(watcher.samples) >= 20, (len(results), len(killed), len(watcher.samples))
     planned = ("Planned",)
-    for route, n, status, error in results:
+    for route, _n, status, error in results:
         if status == 200:
             continue
         assert status == 500

@@ -354,7 +354,7 @@ def test_treebeard_like_concurrent_locked_inserts_from_threads_that_never_close(
         for round_number in range(3):
             errors: list[BaseException] = []
 
-            def insert_children(thread_number: int) -> None:
+            def insert_children(thread_number: int, round_number: int = round_number, errors: list[BaseException] = errors) -> None:
                 try:
                     for child in range(5):
                         with transaction.atomic(using=alias):

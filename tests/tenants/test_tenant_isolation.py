@@ -49,7 +49,7 @@ def serve(hosts: list[str]) -> list[dict[str, Any]]:
     for host in hosts:
         environ = RequestFactory()._base_environ(PATH_INFO="/", HTTP_HOST=host)
         statuses: list[str] = []
-        response = handler(environ, lambda status, headers: statuses.append(status))
+        response = handler(environ, lambda status, headers, statuses=statuses: statuses.append(status))
         try:
             body = b"".join(response)
         finally:
