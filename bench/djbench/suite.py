@@ -560,14 +560,14 @@ class Bench:
                 best_rounds = [max(rounds, key=lambda r: r["rate"]) for rounds in rounds_of_run]
                 rows = [
                     [n + 1, f"{rate:,.0f}", *(fmt(c["ratios"][n]) for c in comparisons),
-                     f"{best['waited_share']:.0%}", ms(best["mean_wait"]), ms(best["mean_handover"]), f"{best['barged_share']:.0%}", f"{best['overtaken_share']:.0%}"]
+                     f"{best['waited_share']:.0%}", ms(best["mean_wait"]), ms(best["mean_handover"]), f"{best['barged_share']:.0%}", f"{best['looked_share']:.0%}"]
                     for n, (rate, best) in enumerate(zip(tx["run_rates"], best_rounds))
                 ]  # fmt: skip
                 rows.append(["worst", fmt(report.worst(tx["run_rates"])), *(fmt(report.worst(c["ratios"])) for c in comparisons), "", "", "", "", ""])
                 rows.append(["median", fmt(report.median(tx["run_rates"])), *(fmt(report.median(c["ratios"])) for c in comparisons), "", "", "", "", ""])
                 headers = [
                     "run", f"transaction{p.small_pool} req/s", *(f"÷ {c['versus']}" for c in comparisons),
-                    "waited", "mean wait ms", "wake to run ms", "barged", "woken, found taken",
+                    "waited", "mean wait ms", "wake to run ms", "barged", "waits past the window",
                 ]  # fmt: skip
                 print(f"  {vendor}: djpool {label}, run by run\n" + report.table(headers, rows), flush=True)
 
@@ -810,14 +810,15 @@ class Bench:
 
 
 #: The pool's counters the workload phase adds up (djpool.core.stats() keys).
-_HANDOVER_FIGURES = ("checkouts", "waits", "wait_time_total", "handovers", "handover_latency_total", "barged", "overtaken", "taken_back")
+_HANDOVER_FIGURES = ("checkouts", "waits", "wait_time_total", "handovers", "handover_latency_total", "barged", "looked", "taken_back")
 
 
 def _handover_summary(figures: dict[str, float]) -> dict[str, float]:
     """From a pool's counters: the share of checkouts that waited, the mean wait,
     the mean time from a waiter's wake-up to its running again (the GIL,
     scheduling), the share of checkouts that took a returned connection ahead
-    of a waiter, the share of woken waiters that then found it taken, and the
+    of a waiter, the share of waits that outlasted the barging window (the
+    waiter then looked for an idle connection itself), and the
     share of checkouts that took back the connection their wrapper had just
     given back (no checkout: ConnectionPool.take_back())."""
     checkouts, waits, handovers = figures["checkouts"], figures["waits"], figures["handovers"]
@@ -826,7 +827,7 @@ def _handover_summary(figures: dict[str, float]) -> dict[str, float]:
         "mean_wait": figures["wait_time_total"] / waits if waits else 0.0,
         "mean_handover": figures["handover_latency_total"] / handovers if handovers else 0.0,
         "barged_share": figures["barged"] / checkouts if checkouts else 0.0,
-        "overtaken_share": figures["overtaken"] / handovers if handovers else 0.0,
+        "looked_share": figures["looked"] / waits if waits else 0.0,
         "taken_back_share": figures["taken_back"] / checkouts if checkouts else 0.0,
     }
 

@@ -9,7 +9,7 @@ import time
 import pytest
 from sqlalchemy import exc
 
-from djpool.core.pool import BARGE_WINDOW, FairQueuePool
+from djpool.core.pool import BARGE_WINDOW, MAX_BARGE_WINDOW, FairQueuePool
 
 
 def make_pool(**kw):
@@ -24,9 +24,15 @@ def make_pool(**kw):
     return FairQueuePool(creator, **kw), opened
 
 
+def pin_window(pool, barge_window):
+    """Fix the pool's barging window (it follows the waits otherwise)."""
+    pool._barge_window = barge_window
+    pool._barge_window_bounds = (barge_window, barge_window)
+
+
 def hold_with_a_waiter(pool, barge_window, wait):
     """The pool's one connection held here, and a thread running ``wait`` in line for it."""
-    pool._barge_window = barge_window
+    pin_window(pool, barge_window)
     held = pool.connect()
     thread = threading.Thread(target=wait)
     thread.start()
@@ -108,31 +114,103 @@ def test_returned_connection_goes_to_the_oldest_waiter():
     assert order == ["first", "second", "third", "returner"]
 
 
-def test_a_running_thread_may_take_a_connection_a_recent_waiter_was_woken_for():
-    """Bounded barging: within the window the returned connection stays idle
-    and the waiter is woken to look; the thread that is running takes it
-    first, and the waiter, back at the front of the line, gets the next."""
-    pool, _ = make_pool(pool_size=1, max_overflow=0, timeout=5)
+def _two_held_and_a_waiter(barge_window, timeout=5.0):
+    """A pool of 2 with both connections held here, and a thread in line
+    for one that records when it got it (and keeps it)."""
+    pool, _ = make_pool(pool_size=2, max_overflow=0, timeout=timeout)
+    pin_window(pool, barge_window)
+    held = [pool.connect(), pool.connect()]
     got = []
 
     def wait():
+        started = time.monotonic()
         conn = pool.connect()
-        got.append(time.monotonic())
-        conn.close()
+        got.append((conn, time.monotonic() - started))
 
-    held, thread = hold_with_a_waiter(pool, 60.0, wait)  # every waiter is recent
-    with pool._lock:  # the waiter cannot look before this thread takes it again
-        held.close()
-        again = pool.connect()
-    assert pool.barged == 1
+    thread = threading.Thread(target=wait)
+    thread.start()
+    while pool.waiting() < 1:
+        time.sleep(0.001)
+    return pool, held, got, thread
+
+
+def test_a_connection_returned_beside_a_recent_waiter_is_left_for_a_running_thread():
+    """Bounded barging: within the window, a return with none idle wakes no
+    waiter; a running thread takes it. A return beside one still idle goes
+    to the waiter."""
+    pool, (first, second), got, thread = _two_held_and_a_waiter(60.0)
+    first.close()
     time.sleep(0.05)
-    assert not got, "the woken waiter took a connection this thread holds"
-    assert pool.waiting() == 1  # back in line
-    returned = time.monotonic()
-    again.close()
+    assert (pool.checkedin(), pool.waiting(), got) == (1, 1, [])  # nobody woken for it
+    again = pool.connect()
+    assert pool.barged == 1 and pool.waiting() == 1
+    raw = second.dbapi_connection
+    second.close()  # none idle: left again
+    assert (pool.checkedin(), pool.waiting()) == (1, 1)
+    again.close()  # one still idle (nobody running came): the waiter is handed this one
     thread.join(5)
-    assert got and got[0] >= returned
-    assert pool.overtaken == 1
+    assert got and pool.checkedin() == 1 and pool.looked == 0
+    assert pool._idle[0][0].dbapi_connection is raw
+    got[0][0].close()
+
+
+def test_a_waiter_takes_a_connection_left_idle_at_the_end_of_its_window():
+    pool, (first, second), got, thread = _two_held_and_a_waiter(0.2)
+    first.close()  # left idle for a running thread; none comes
+    thread.join(5)
+    assert got and pool.looked == 1 and pool.barged == 0
+    assert 0.2 <= got[0][1] < 2
+    assert pool.checkedin() == 0
+    got[0][0].close()
+    second.close()
+
+
+def test_with_no_other_connection_out_a_return_goes_to_the_waiter():
+    """Left idle, it would wait for the waiter's window: no other return is coming to look."""
+    pool, _ = make_pool(pool_size=1, max_overflow=0, timeout=5)
+    got = []
+    held, thread = hold_with_a_waiter(pool, 60.0, lambda: got.append(pool.connect()))
+    with pool._lock:
+        held.close()
+        assert pool.checkedin() == 0 and pool.waiting() == 0
+    thread.join(5)
+    assert got and pool.barged == 0 and pool.looked == 0
+    got[0].close()
+
+
+def test_a_waiter_whose_deadline_comes_within_its_window_takes_an_idle_connection():
+    pool, (first, second), got, thread = _two_held_and_a_waiter(60.0, timeout=0.5)
+    first.close()
+    thread.join(10)
+    # Its window (60 s) outlasts its deadline (0.5 s): then it takes the idle one.
+    assert got and 0.4 <= got[0][1] < 3 and pool.looked == 1
+    got[0][0].close()
+    second.close()
+
+
+def test_the_window_follows_the_waits_within_its_bounds():
+    pool, _ = make_pool(pool_size=1, max_overflow=0)
+    assert pool._barge_window == BARGE_WINDOW
+    for _ in range(200):
+        pool._follow_waits(0.012)
+    assert pool._barge_window == pytest.approx(0.024, rel=0.01)  # twice the mean wait
+    for _ in range(200):
+        pool._follow_waits(5.0)
+    assert pool._barge_window == MAX_BARGE_WINDOW
+    for _ in range(400):
+        pool._follow_waits(0.0)
+    assert pool._barge_window == BARGE_WINDOW
+
+
+def test_a_waiter_whose_window_grew_looks_at_its_new_end():
+    pool, (first, second), got, thread = _two_held_and_a_waiter(0.1)
+    pool._barge_window_bounds = (0.1, 1.0)
+    pool._barge_window = 0.4  # as if the waits had grown since it joined the line
+    first.close()
+    thread.join(5)
+    assert got and 0.4 <= got[0][1] < 2 and pool.looked == 1
+    got[0][0].close()
+    second.close()
 
 
 def test_a_waiter_past_the_window_is_handed_the_connection():
@@ -285,7 +363,7 @@ def test_only_the_last_returned_connection_is_taken_back():
 
 def test_a_waiter_gets_a_returned_connection_and_no_entry_is_given():
     pool, _ = make_pool(pool_size=1, max_overflow=0, timeout=5)
-    pool._barge_window = 0
+    pin_window(pool, 0)
     record = take(pool)
     got = []
     thread = threading.Thread(target=lambda: got.append(take(pool)))

@@ -538,7 +538,7 @@ class ConnectionPool:
             "handovers": pool.handovers,
             "handover_latency_total": pool.handover_latency_total,
             "barged": pool.barged,
-            "overtaken": pool.overtaken,
+            "looked": pool.looked,
             "overflow_closed": pool.overflow_closed,
         }
 
