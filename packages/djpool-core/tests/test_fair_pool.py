@@ -165,19 +165,6 @@ def test_a_waiter_takes_a_connection_left_idle_at_the_end_of_its_window():
     second.close()
 
 
-def test_with_no_other_connection_out_a_return_goes_to_the_waiter():
-    """Left idle, it would wait for the waiter's window: no other return is coming to look."""
-    pool, _ = make_pool(pool_size=1, max_overflow=0, timeout=5)
-    got = []
-    held, thread = hold_with_a_waiter(pool, 60.0, lambda: got.append(pool.connect()))
-    with pool._lock:
-        held.close()
-        assert pool.checkedin() == 0 and pool.waiting() == 0
-    thread.join(5)
-    assert got and pool.barged == 0 and pool.looked == 0
-    got[0].close()
-
-
 def test_a_waiter_whose_deadline_comes_within_its_window_takes_an_idle_connection():
     pool, (first, second), got, thread = _two_held_and_a_waiter(60.0, timeout=0.5)
     first.close()
@@ -213,10 +200,18 @@ def test_a_waiter_whose_window_grew_looks_at_its_new_end():
     second.close()
 
 
-def test_a_waiter_past_the_window_is_handed_the_connection():
+@pytest.mark.parametrize(
+    "barge_window",
+    [
+        pytest.param(0.0, id="the waiter is past its window"),
+        # Left idle, it would wait for the waiter's window: no other return is coming.
+        pytest.param(60.0, id="no other connection is out"),
+    ],
+)
+def test_a_return_is_handed_to_the_waiter(barge_window):
     pool, _ = make_pool(pool_size=1, max_overflow=0, timeout=5)
     got = []
-    held, thread = hold_with_a_waiter(pool, 0.0, lambda: got.append(pool.connect()))
+    held, thread = hold_with_a_waiter(pool, barge_window, lambda: got.append(pool.connect()))
     with pool._lock:
         held.close()
         # Handed to the waiter: nothing idle for this thread to take.
