@@ -45,7 +45,15 @@ def hold_view(request: HttpRequest) -> JsonResponse:
 
 
 def stats_view(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(pool_stats())
+    """The pool's stats; ``?linger_ms=`` keeps the worker busy after reading them (at most 2 s).
+
+    A sync worker busy lingering cannot accept the next request, so
+    concurrent asks reach every worker instead of whichever wins the
+    accept race each time.
+    """
+    answer = pool_stats()
+    time.sleep(min(float(request.GET.get("linger_ms", "0")), 2000) / 1000)
+    return JsonResponse(answer)
 
 
 # ##### ASGI views: the async ORM and sync_to_async #####

@@ -64,16 +64,22 @@ SHAPES = {
 }
 
 
-def worker_stats(app: Any, workers: set[int], tries: int = 200) -> dict[int, dict[str, Any]]:
-    """``stats()`` of each worker process that served a request (asked until each has answered)."""
+def worker_stats(app: Any, workers: set[int], rounds: int = 20) -> dict[int, dict[str, Any]]:
+    """``stats()`` of each worker process that served a request.
+
+    Asked in rounds of concurrent requests that keep their worker busy for
+    a moment: one asker at a time would reach whichever worker wins the
+    accept race, which can be the same one every time (it did, 200 times).
+    """
     figures: dict[int, dict[str, Any]] = {}
-    for _ in range(tries):
-        status, answer = app.get("/stats")
-        assert status == 200, answer
-        figures[answer["worker"]] = answer
-        if workers <= set(figures):
-            return figures
-    raise AssertionError(f"workers {sorted(workers - set(figures))} never answered /stats")
+    with ThreadPoolExecutor(len(workers)) as executor:
+        for _ in range(rounds):
+            for status, answer in executor.map(lambda _: app.get("/stats?linger_ms=200"), range(len(workers))):
+                assert status == 200, answer
+                figures[answer["worker"]] = answer
+            if workers <= set(figures):
+                return figures
+    raise AssertionError(f"workers {sorted(workers - set(figures))} never answered /stats in {rounds} rounds")
 
 
 @pytest.mark.parametrize(
