@@ -169,9 +169,45 @@ def test_a_waiter_whose_deadline_comes_within_its_window_takes_an_idle_connectio
     pool, (first, second), got, thread = _two_held_and_a_waiter(60.0, timeout=0.5)
     first.close()
     thread.join(10)
-    # Its window (60 s) outlasts its deadline (0.5 s): then it takes the idle one.
-    assert got and 0.4 <= got[0][1] < 3 and pool.looked == 1
+    # Its window (60 s) outlasts its deadline (0.5 s): then it takes the idle
+    # one (not a look past its window).
+    assert got and 0.4 <= got[0][1] < 3 and pool.looked == 0
     got[0][0].close()
+    second.close()
+
+
+def test_a_deadline_within_the_window_does_not_end_the_window_of_the_waiters_ahead():
+    """The waiter whose deadline came takes the idle connection as a running
+    thread would; the older waiter, still within its window, is not handed
+    it as if its window had ended."""
+    pool, _ = make_pool(pool_size=2, max_overflow=0, timeout=1.5)
+    pin_window(pool, 60.0)
+    first, second = pool.connect(), pool.connect()
+    outcome = {}
+
+    def wait(name):
+        try:
+            outcome[name] = pool.connect()
+        except exc.TimeoutError as error:
+            outcome[name] = error
+
+    older = threading.Thread(target=wait, args=("older",))
+    older.start()
+    while pool.waiting() < 1:
+        time.sleep(0.001)
+    pool._timeout = 0.5  # the younger waiter's deadline comes first
+    younger = threading.Thread(target=wait, args=("younger",))
+    younger.start()
+    while pool.waiting() < 2:
+        time.sleep(0.001)
+    first.close()  # left idle for a running thread
+    younger.join(5)
+    assert "older" not in outcome and pool.waiting() == 1
+    older.join(5)
+    assert isinstance(outcome["older"], exc.TimeoutError), outcome
+    assert not isinstance(outcome["younger"], exc.TimeoutError), outcome
+    assert pool.looked == 0
+    outcome["younger"].close()
     second.close()
 
 

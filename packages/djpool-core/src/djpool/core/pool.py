@@ -182,7 +182,7 @@ class FairQueuePool(Pool):
         while True:
             waiter = None
             with self._lock:
-                if self._idle and (not self._waiters or self._may_barge()):
+                if self._idle and (not self._waiters or self._oldest_waiter_in_window(time.monotonic())):
                     if self._waiters:
                         self.barged += 1
                     # (_pop_idle() inline: this is every checkout's path)
@@ -228,15 +228,16 @@ class FairQueuePool(Pool):
                         now = time.monotonic()
                         # The window follows the waits: it may have grown.
                         look_at = waiter.since + self._barge_window
-                        if now < look_at and now < deadline:
-                            continue
-                        # Its window ended (or the deadline came first): idle
-                        # records go to the waiters past their window, which
-                        # every waiter ahead of this one is too. From now on
-                        # returns come to it in order.
-                        self.looked += 1
-                        self._serve_waiters(max(now, look_at))
-                        look_at = None
+                        if now >= look_at:
+                            # Its window ended: idle records go to the
+                            # waiters past their window, which every waiter
+                            # ahead of this one is too. From now on returns
+                            # come to it in order.
+                            self.looked += 1
+                            self._serve_waiters(now)
+                            look_at = None
+                        # (Within its window, the deadline, if it came, is
+                        # handled below.)
                     if waiter.record is None:
                         if time.monotonic() < deadline:
                             continue
@@ -270,8 +271,11 @@ class FairQueuePool(Pool):
         least, most = self._barge_window_bounds
         self._barge_window = min(most, max(least, 2 * self._mean_wait))
 
-    def _may_barge(self) -> bool:
-        """Whether a thread may take an idle record ahead of the waiters (lock held).
+    def _oldest_waiter_in_window(self, now: float) -> bool:
+        """Whether the oldest waiter is still within its barging window at ``now`` (lock held, a waiter in line).
+
+        While it is, a running thread may take an idle record ahead of the
+        waiters, and a record given back may be left idle for one.
 
         Handing a returned connection to the oldest waiter makes it wait
         until that thread is scheduled again (under the GIL, behind every
@@ -281,7 +285,7 @@ class FairQueuePool(Pool):
         as long as the oldest waiter has waited less than the barging window.
         After that, returns go to waiters in order again.
         """
-        return time.monotonic() - self._waiters[0].since < self._barge_window
+        return now - self._waiters[0].since < self._barge_window
 
     def _leave_for_running_thread(self, now: float) -> bool:
         """Whether a record given back at ``now`` while threads wait stays idle for a running thread (lock held).
@@ -295,7 +299,7 @@ class FairQueuePool(Pool):
         """
         return (
             not self._idle
-            and now - self._waiters[0].since < self._barge_window
+            and self._oldest_waiter_in_window(now)
             and len(self._records) > 1
         )
 
@@ -311,9 +315,9 @@ class FairQueuePool(Pool):
         """
         if now is None:
             now = time.monotonic()
-        while self._waiters and self._idle and now - self._waiters[0].since >= self._barge_window:
+        while self._waiters and self._idle and not self._oldest_waiter_in_window(now):
             waiter = self._waiters.popleft()
-            waiter.record = (self._idle.pop() if self._use_lifo else self._idle.popleft())[0]
+            waiter.record = self._pop_idle(False)
             waiter.wake()
         self._pass_capacity_on()
 
