@@ -41,14 +41,14 @@ TIMEOUT = 30.0
 class Contender:
     """One configuration of the phase: a pool and its size per worker process."""
 
-    config: str  # "djpool" or "native"
+    config: str  # "djpool", "djpool_fifo" (djbench.variants) or "native"
     mode: str  # djpool's POOL_MODE ("session" for the native pool)
     per_worker: int
 
     @property
     def suffix(self) -> str:
         """The target's key suffix (its database's name ends with it)."""
-        return f"_budget_{self.mode}{self.per_worker}" if self.config == "djpool" else f"_budget{self.per_worker}"
+        return f"_budget_{self.mode}{self.per_worker}" if self.config.startswith("djpool") else f"_budget{self.per_worker}"
 
     @property
     def name(self) -> str:
@@ -58,7 +58,10 @@ class Contender:
         return Sizing(self.per_worker, 0, self.mode, TIMEOUT)
 
     def label(self, workers: int = WORKERS) -> str:
-        pool = f"djpool {self.mode} mode" if self.config == "djpool" else "Django's native pool"
+        if self.config.startswith("djpool"):
+            pool = f"djpool {self.mode} mode" + (" without barging" if self.config == "djpool_fifo" else "")
+        else:
+            pool = "Django's native pool"
         return f"{pool}, {self.per_worker} per worker ({self.per_worker * workers})"
 
 
@@ -70,6 +73,9 @@ CONTENDERS = [
     Contender("native", "session", 16),
     Contender("djpool", "session", 16),
 ]
+#: The hand-over's A/B (``--phases handover``): transaction mode on 4 per
+#: worker as it is, and without barging (djbench.variants).
+HANDOVER_CONTENDERS = [CONTENDERS[0], Contender("djpool_fifo", "transaction", 4)]
 
 
 @dataclass

@@ -36,6 +36,8 @@ class Config:
     requires: str | None
     settings: Callable[[Server, str, Sizing], dict[str, Any]] | None = None
     pooled: bool = True
+    #: A djpool variant (djbench.variants) applied while this configuration runs.
+    variant: str | None = None
 
     def available(self, vendor: str) -> str | None:
         """None if the configuration runs on ``vendor``, else why not."""
@@ -103,6 +105,7 @@ CONFIGS: dict[str, Config] = {
         Config("realpool", "django-pg-real-pool (native pool, released after each query)", "django", ("postgresql",), "django_pg_real_pool", _real_pool),
         Config("predecessor", "django-db-connection-pool", "django", _BOTH, "dj_db_conn_pool", _predecessor),
         Config("djpool", "djpool", "django", _BOTH, "djpool.core", _djpool),
+        Config("djpool_fifo", "djpool without barging (the hand-over's A/B: djbench.variants)", "django", _BOTH, "djpool.core", _djpool, variant="fifo"),
         Config("djpool_housekept", "djpool with MIN_IDLE and IDLE_TIMEOUT (housekeeper running)", "django", _BOTH, "djpool.core", _djpool_housekept),
     ]
 }

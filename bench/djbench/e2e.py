@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from djbench import variants
 from djbench.servers import ConnectionMonitor
 from djbench.workloads import Target
 
@@ -111,6 +112,9 @@ class Gunicorn:
         env = dict(os.environ)
         env["DJPOOL_BENCH_DATABASE"] = json.dumps(self.target.databases_entry())
         env["DJANGO_SETTINGS_MODULE"] = "djbench.settings"
+        env.pop(variants.ENVIRONMENT, None)
+        if self.target.config.variant:
+            env[variants.ENVIRONMENT] = self.target.config.variant
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = _bytecode_cache()
         # gunicorn runs in bench/: entries of a relative PYTHONPATH must keep pointing where they did.

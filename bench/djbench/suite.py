@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from djbench import availability, budget, report
+from djbench import availability, budget, handover, report
 from djbench.configs import CONFIGS, GRID, Sizing
 from djbench.report import Check, fmt, ms, us
 from djbench.servers import ConnectionMonitor, Server
@@ -35,7 +35,9 @@ from djbench.workloads import ORM, SELECT, Clients, Run, Target, Workload, count
 
 VENDORS = ("postgresql", "mysql")
 #: Every phase, in the order they run (``--phases`` picks some).
-PHASES = ("statements", "calls", "latency", "scaling", "workload", "availability", "memory", "end_to_end", "fixed_budget")
+PHASES = ("statements", "calls", "latency", "scaling", "workload", "availability", "memory", "end_to_end", "fixed_budget", "handover")
+#: What a full run runs: every phase but the hand-over's A/B (djbench.handover).
+FULL_RUN = PHASES[:-1]
 
 
 @dataclass
@@ -92,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
     parser.add_argument("--budget-duration", type=float, default=None, help="seconds of wrk per configuration per round of the fixed-budget phase (whole seconds; default 5)")
     parser.add_argument("--budget-rounds", type=int, default=None, help="interleaved rounds of the fixed-budget phase (default 3)")
     parser.add_argument("--budget-connections", type=int, default=128, help="wrk's concurrent connections in the fixed-budget phase")
-    parser.add_argument("--phases", default=",".join(PHASES), help="the phases to run, of: " + ", ".join(PHASES))
+    parser.add_argument("--phases", default=",".join(FULL_RUN), help="the phases to run, of: " + ", ".join(PHASES) + " (default: all but handover)")
     parser.add_argument("--no-e2e", action="store_true", help="skip the gunicorn + wrk runs (end_to_end and fixed_budget)")
     parser.add_argument("--json", help="also write the results to this file (bench/tables.py turns it into docs/performance.md's tables)")
     parser.add_argument("--strict", action="store_true", help="exit with 1 when a target fails")
@@ -189,6 +191,8 @@ class Bench:
             if "fixed_budget" in p.phases:
                 for contender in budget.CONTENDERS:
                     self.add_target(vendor, contender.config, contender.suffix, contender.sizing())
+            if "handover" in p.phases:
+                handover.add_targets(self, vendor)
         for target in self.targets.values():
             target.server.create_database(target.database)
         self.configure_django()
@@ -780,6 +784,12 @@ class Bench:
                     self.check(vendor, Check(f"{mine} ÷ {theirs} req/s", ratio, 0.9, higher_is_better=True))
                     self.check(vendor, Check(f"{mine} p99 ÷ {theirs} p99", report.divide(tx["p99"], other["p99"]), 1.5))
             self.check(vendor, Check(f"{mine}: peak server connections", tx["peak_connections"], tx["connections"], unit=""))
+
+    def handover(self) -> None:
+        if shutil.which("wrk") is None or importlib.util.find_spec("gunicorn") is None:
+            self.note("hand-over A/B skipped: it needs wrk and gunicorn")
+            return
+        handover.phase(self)
 
     def summary(self) -> int:
         print("== Targets", flush=True)

@@ -6,7 +6,10 @@ from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 from django.db.utils import load_backend
 
+from djbench import variants
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djbench.settings")
+variants.apply_from_environment()  # before the workers (forked after --preload) open their pools
 application = get_wsgi_application()
 
 # Import now what the first request would: the database backend (and its
