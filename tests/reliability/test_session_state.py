@@ -244,6 +244,37 @@ def test_mysqlclient_status_field_or_the_call_reads_the_server_flag(monkeypatch,
 
 
 @pytest.mark.mysql
+def test_mysqlclient_status_field_first_read_at_zero_follows_the_server(server):
+    """A connection first read with autocommit off and no transaction open:
+    every flag djpool reads is 0 there, and the field found at that value
+    must still be the live one (not a copy, not taken for "not found")."""
+    from djpool.backends.mysql import base, status
+
+    if base.USING_PYMYSQL:
+        pytest.skip("PyMySQL keeps the flags itself")
+    conn = server.admin_connect(server.database)
+    try:
+        conn.autocommit(False)
+        cursor = conn.cursor()
+        cursor.execute("COMMIT")
+        flags = status.mysqlclient_server_status(conn)
+        assert not flags & (status.SERVER_STATUS_IN_TRANS | status.SERVER_STATUS_AUTOCOMMIT), flags
+        assert type(conn._djpool_server_status) is ctypes.c_uint  # the field, found at 0
+        assert base._in_transaction(conn)  # autocommit off: given back, it is rolled back
+        conn.autocommit(True)
+        assert status.mysqlclient_server_status(conn) & status.SERVER_STATUS_AUTOCOMMIT
+        assert not base._in_transaction(conn)
+        cursor.execute("/* hidden */ BEGIN")
+        assert status.mysqlclient_server_status(conn) & status.SERVER_STATUS_IN_TRANS
+        cursor.execute("SELECT @@in_transaction")
+        assert cursor.fetchone()[0] == 1
+        cursor.execute("ROLLBACK")
+        assert not status.mysqlclient_server_status(conn) & status.SERVER_STATUS_IN_TRANS
+    finally:
+        conn.close()
+
+
+@pytest.mark.mysql
 def test_raw_transaction_committed_comes_back_without_a_rollback(make_alias, items):
     """The COMMIT is read too: a request whose raw transaction ended costs no ROLLBACK."""
     alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
