@@ -215,8 +215,8 @@ def test_the_window_follows_the_waits_within_its_bounds():
     pool, _ = make_pool(pool_size=1, max_overflow=0)
     assert pool._barge_window == BARGE_WINDOW
     for _ in range(200):
-        pool._follow_waits(0.012)
-    assert pool._barge_window == pytest.approx(0.024, rel=0.01)  # twice the mean wait
+        pool._follow_waits(0.008)
+    assert pool._barge_window == pytest.approx(0.016, rel=0.01)  # twice the mean wait
     for _ in range(200):
         pool._follow_waits(5.0)
     assert pool._barge_window == MAX_BARGE_WINDOW

@@ -54,8 +54,14 @@ _MAY_CREATE = object()
 #: each return in a 2 ms window: under that load the waits were longer
 #: than the window, so nearly every return went to a waiter.
 BARGE_WINDOW = 0.01
-#: The most barging window, in seconds (see :data:`BARGE_WINDOW`).
-MAX_BARGE_WINDOW = 0.03
+#: The most barging window, in seconds (see :data:`BARGE_WINDOW`). It bounds
+#: the tail: a waiter overtaken for the whole window waits that long, while
+#: the threads that overtook it barely waited. With 64 threads on 10 + 10
+#: connections (the benchmark's contention run, MariaDB), a 30 ms cap put the
+#: 99th percentile request at 11.5-12.5x the median (which barged: 3-4 ms);
+#: 20 ms, 7.6x in two runs; 15 ms, 1.7x (the median waited too). 20 ms
+#: still exceeds twice the 6-8 ms waits of the workload that needed barging.
+MAX_BARGE_WINDOW = 0.02
 # The weight of each wait in the moving mean that sets the window.
 _WAIT_WEIGHT = 0.05
 
