@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from djbench import report
-from djbench.configs import Sizing
+from djbench.configs import CONFIGS, Sizing
 from djbench.e2e import Gunicorn
 from djbench.workloads import Target
 
@@ -59,7 +59,7 @@ class Contender:
 
     def label(self, workers: int = WORKERS) -> str:
         if self.config.startswith("djpool"):
-            pool = f"djpool {self.mode} mode" + (" without barging" if self.config == "djpool_fifo" else "")
+            pool = f"djpool {self.mode} mode" + (" without barging" if CONFIGS[self.config].variant else "")
         else:
             pool = "Django's native pool"
         return f"{pool}, {self.per_worker} per worker ({self.per_worker * workers})"

@@ -23,6 +23,28 @@ if TYPE_CHECKING:
 #: The in-process pair's names (their suffix is the workload's small pool).
 IN_PROCESS = ("djpool", "djpool_fifo")
 
+#: The pool's counters the workload and hand-over phases add up (djpool.core.stats() keys).
+HANDOVER_FIGURES = ("checkouts", "waits", "wait_time_total", "handovers", "handover_latency_total", "barged", "looked", "taken_back")
+
+
+def handover_summary(figures: dict[str, float]) -> dict[str, float]:
+    """From a pool's counters: the share of checkouts that waited, the mean wait,
+    the mean time from a waiter's wake-up to its running again (the GIL,
+    scheduling), the share of checkouts that took a returned connection ahead
+    of a waiter, the share of waits that outlasted the barging window (the
+    waiter then looked for an idle connection itself), and the
+    share of checkouts that took back the connection their wrapper had just
+    given back (no checkout: ConnectionPool.take_back())."""
+    checkouts, waits, handovers = figures["checkouts"], figures["waits"], figures["handovers"]
+    return {
+        "waited_share": waits / checkouts if checkouts else 0.0,
+        "mean_wait": figures["wait_time_total"] / waits if waits else 0.0,
+        "mean_handover": figures["handover_latency_total"] / handovers if handovers else 0.0,
+        "barged_share": figures["barged"] / checkouts if checkouts else 0.0,
+        "looked_share": figures["looked"] / waits if waits else 0.0,
+        "taken_back_share": figures["taken_back"] / checkouts if checkouts else 0.0,
+    }
+
 
 def add_targets(bench: Bench, vendor: str) -> None:
     from djbench.configs import Sizing
@@ -36,8 +58,6 @@ def add_targets(bench: Bench, vendor: str) -> None:
 
 def phase(bench: Bench) -> None:
     from djpool.core import stats
-
-    from djbench.suite import _HANDOVER_FIGURES, _handover_summary
 
     p = bench.plan
     small = p.small_pool
@@ -53,7 +73,7 @@ def phase(bench: Bench) -> None:
         print(f"-- {vendor}", flush=True)
         pair = [t for name in IN_PROCESS if (t := bench.target(vendor, f"{name}_transaction{small}")) is not None]
         rates: dict[str, list[float]] = {t.key: [] for t in pair}
-        figures: dict[str, dict[str, float]] = {t.key: dict.fromkeys(_HANDOVER_FIGURES, 0) for t in pair}
+        figures: dict[str, dict[str, float]] = {t.key: dict.fromkeys(HANDOVER_FIGURES, 0) for t in pair}
         p99s: dict[str, list[float]] = {t.key: [] for t in pair}
         for turn in range(p.workload_runs * p.workload_rounds):
             for target in pair[turn % 2:] + pair[: turn % 2]:
@@ -64,11 +84,11 @@ def phase(bench: Bench) -> None:
                 bench.error(f"{target.key} hand-over", run.errors)
                 rates[target.key].append(run.rate)
                 p99s[target.key].append(report.percentile(run.latencies, 0.99))
-                for name in _HANDOVER_FIGURES:
+                for name in HANDOVER_FIGURES:
                     figures[target.key][name] += counters[name]
         rows = []
         for target in pair:
-            s = _handover_summary(figures[target.key])
+            s = handover_summary(figures[target.key])
             rows.append([
                 f"djpool transaction mode{' without barging' if target.config.variant else ''}, {small} connections",
                 f"{report.mean(rates[target.key]):,.0f}", ms(report.median(p99s[target.key])),
@@ -77,11 +97,7 @@ def phase(bench: Bench) -> None:
         print(report.table(["in one process", "req/s", "p99 ms", "waited", "mean wait ms", "wake to run ms", "barged"], rows))
         summary: dict[str, Any] = {}
         if len(pair) == 2:
-            mine, fifo = (rates[t.key] for t in pair)
-            ratios = [a / b for a, b in zip(mine, fifo) if b]
-            summary["in_process"] = {"rates": rates, "ratios": ratios, "median_ratio": report.median(ratios)}
-            print(f"  as it is ÷ without barging, round by round: {', '.join(f'{r:.2f}' for r in ratios)}"
-                  f" (median {report.median(ratios):.2f})", flush=True)  # fmt: skip
+            summary["in_process"] = {"rates": rates, **_compared(*(rates[t.key] for t in pair))}
         summary["fixed_budget"] = _behind_gunicorn(bench, vendor)
         results[vendor] = summary
 
@@ -104,8 +120,12 @@ def _behind_gunicorn(bench: Bench, vendor: str) -> dict[str, Any]:
     print(report.table(["behind gunicorn", "req/s", "p50 ms", "p99 ms"], rows))
     if len(rates) < 2:
         return {"rates": rates}
-    mine, fifo = (rates[c.name] for c in budget.HANDOVER_CONTENDERS)
+    return {"rates": rates, **_compared(*(rates[c.name] for c in budget.HANDOVER_CONTENDERS))}
+
+
+def _compared(mine: list[float], fifo: list[float]) -> dict[str, Any]:
+    """Each pair of rounds' ratio, as it is ÷ without barging, printed and returned with their median."""
     ratios = [a / b for a, b in zip(mine, fifo) if b]
     print(f"  as it is ÷ without barging, round by round: {', '.join(f'{r:.2f}' for r in ratios)}"
           f" (median {report.median(ratios):.2f})", flush=True)  # fmt: skip
-    return {"rates": rates, "ratios": ratios, "median_ratio": report.median(ratios)}
+    return {"ratios": ratios, "median_ratio": report.median(ratios)}

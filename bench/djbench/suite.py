@@ -493,11 +493,11 @@ class Bench:
                             run = run_threads(target, Workload(SELECT, p.work), p.workload_threads, p.workload_duration)
                             if target.config.name == "djpool":
                                 figures = stats(target.alias)
-                                totals = pool_stats.setdefault(target.key, dict.fromkeys(_HANDOVER_FIGURES, 0))
-                                for name in _HANDOVER_FIGURES:
+                                totals = pool_stats.setdefault(target.key, dict.fromkeys(handover.HANDOVER_FIGURES, 0))
+                                for name in handover.HANDOVER_FIGURES:
                                     totals[name] += figures[name]
                                 # Each round's own figures: what the pool did in a fast round and in a slow one.
-                                round_figures.setdefault(target.key, []).append({"rate": run.rate, **_handover_summary(figures)})
+                                round_figures.setdefault(target.key, []).append({"rate": run.rate, **handover.handover_summary(figures)})
                             target.dispose()
                             self.error(f"{target.key} workload", run.errors)
                             rounds[target.key].append(run)
@@ -521,7 +521,7 @@ class Bench:
                 waited = ["", "", "", "", ""]
                 totals = pool_stats.get(target.key)
                 if totals and totals["checkouts"]:
-                    s.update(_handover_summary(totals))
+                    s.update(handover.handover_summary(totals))
                     s["rounds"] = round_figures[target.key]
                     waited = [
                         f"{s['waited_share']:.0%}", ms(s["mean_wait"]), ms(s["mean_handover"]), f"{s['barged_share']:.0%}",
@@ -817,29 +817,6 @@ class Bench:
         ]  # fmt: skip
         self.results["errors"] = self.errors
         return failed
-
-
-#: The pool's counters the workload phase adds up (djpool.core.stats() keys).
-_HANDOVER_FIGURES = ("checkouts", "waits", "wait_time_total", "handovers", "handover_latency_total", "barged", "looked", "taken_back")
-
-
-def _handover_summary(figures: dict[str, float]) -> dict[str, float]:
-    """From a pool's counters: the share of checkouts that waited, the mean wait,
-    the mean time from a waiter's wake-up to its running again (the GIL,
-    scheduling), the share of checkouts that took a returned connection ahead
-    of a waiter, the share of waits that outlasted the barging window (the
-    waiter then looked for an idle connection itself), and the
-    share of checkouts that took back the connection their wrapper had just
-    given back (no checkout: ConnectionPool.take_back())."""
-    checkouts, waits, handovers = figures["checkouts"], figures["waits"], figures["handovers"]
-    return {
-        "waited_share": waits / checkouts if checkouts else 0.0,
-        "mean_wait": figures["wait_time_total"] / waits if waits else 0.0,
-        "mean_handover": figures["handover_latency_total"] / handovers if handovers else 0.0,
-        "barged_share": figures["barged"] / checkouts if checkouts else 0.0,
-        "looked_share": figures["looked"] / waits if waits else 0.0,
-        "taken_back_share": figures["taken_back"] / checkouts if checkouts else 0.0,
-    }
 
 
 def latency_limits(vendor: str, query: str) -> dict[str, float]:

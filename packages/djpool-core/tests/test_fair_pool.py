@@ -159,6 +159,7 @@ def test_a_waiter_takes_a_connection_left_idle_at_the_end_of_its_window():
     first.close()  # left idle for a running thread; none comes
     thread.join(5)
     assert got and pool.looked == 1 and pool.barged == 0
+    assert pool.handovers == 0  # it took the connection itself: not a hand-over
     assert 0.2 <= got[0][1] < 2
     assert pool.checkedin() == 0
     got[0][0].close()

@@ -160,7 +160,7 @@ class FairQueuePool(Pool):
         self._barge_window_bounds = (BARGE_WINDOW, MAX_BARGE_WINDOW)
         self._mean_wait = 0.0
         # Hand-over figures (approximate: counted without the lock).
-        #: Waiters woken with a record (or a slot, or to look for one), and
+        #: Waiters handed a record (or a free slot) by another thread, and
         #: the seconds in all from their wake() to their running again.
         self.handovers = 0
         self.handover_latency_total = 0.0
@@ -242,6 +242,11 @@ class FairQueuePool(Pool):
                             self.looked += 1
                             self._serve_waiters(now)
                             look_at = None
+                            if waiter.record is not None:
+                                # It served itself (not a hand-over): its
+                                # lock is released.
+                                waiter.wait(0)
+                                return waiter.record
                         # (Within its window, the deadline, if it came, is
                         # handled below.)
                     if waiter.record is None:
@@ -260,8 +265,9 @@ class FairQueuePool(Pool):
                 # Handed one just as the wait ran out: its lock is released.
                 waiter.wait(0)
                 break
-            # From wake() to running again: how long a handed-over
-            # connection sat unused (scheduling, the GIL).
+            # Handed one by another thread. From wake() to running again:
+            # how long a handed-over connection sat unused (scheduling, the
+            # GIL).
             self.handovers += 1
             self.handover_latency_total += time.monotonic() - waiter.woken_at
             return waiter.record
