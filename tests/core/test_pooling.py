@@ -141,6 +141,33 @@ def test_connection_killed_by_server_is_replaced(make_alias, server):
     assert stats(alias)["invalidations"] >= 1
 
 
+def test_a_return_whose_transaction_state_cannot_be_read_closes_the_connection(make_alias, server, monkeypatch):
+    """The return's short way asks the driver whether a rollback is needed; if that fails, the
+    connection is closed (as when its rollback fails), never kept nor lost to the pool."""
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 2})
+    conn = connections[alias]
+    first = backend_pid(conn)
+    pool = conn._djpool_lease.pool
+
+    def unreadable(dbapi_connection):
+        raise RuntimeError("driver state unreadable")
+
+    monkeypatch.setattr(pool.dialect, "in_transaction", unreadable)
+    conn.close()
+    monkeypatch.undo()
+    deadline = time.monotonic() + 5
+    while first in server.session_ids() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert first not in server.session_ids()
+    figures = stats(alias)
+    assert figures["checked_out"] == 0
+    assert figures["idle"] == 0
+    # Its slot is free: the only connection the pool may open is a new one.
+    second = backend_pid(conn)
+    conn.close()
+    assert second != first
+
+
 def test_test_database_switch_gets_its_own_pool(make_alias, server):
     """Changing NAME (as the test runner does) must never reuse connections to the old database."""
     other_db = server.database + "_other"

@@ -149,6 +149,17 @@ class ConnectionPool:
         self._echo_debug = options.echo == "debug"
         # LEAK_DETECTION: None unless on; see djpool.core.leaks.
         self.leaks = leaks.LeakDetector(self, options.leak_detection) if options.leak_detection else None
+        # Whether a return whose driver reports no transaction needs nothing
+        # but to go back idle (checkin()'s short way): nothing logs or
+        # watches returns, no full reset, and no autocommit mode to restore
+        # (AUTOCOMMIT on, or a driver that sets the mode locally).
+        autocommit_within = self.dialect.autocommit_within
+        self._plain_returns = (
+            self.leaks is None
+            and not self._echo_debug
+            and options.reset_on_return == "rollback"
+            and (autocommit_within is None or autocommit_within[0])
+        )
         if options.needs_housekeeping:
             maintenance.housekeep(self)
 
@@ -212,11 +223,9 @@ class ConnectionPool:
         Otherwise, with PRE_PING: idle long enough, or idle when another
         request saw an error.
         """
-        return (
-            last_used == SUSPECT
-            or now - last_used >= self._ping_idle
-            or (self.options.pre_ping and last_used <= self._last_error)
-        )
+        # SUSPECT is minus infinity: its idle time exceeds any bound, the
+        # infinite one of PRE_PING off included.
+        return now - last_used >= self._ping_idle or (self.options.pre_ping and last_used <= self._last_error)
 
     def _take(self, longest_idle: bool = False, deadline: float | None = None) -> ConnectionPoolEntry:
         """A record from the pool whose connection is open (reopened if it was
@@ -260,6 +269,24 @@ class ConnectionPool:
         """
         dbapi_connection = record.dbapi_connection
         returned_at = time.monotonic()
+        if (
+            self._plain_returns
+            and not (suspect or discard or rollback)
+            and dbapi_connection is not None
+            and not signals.connection_checked_in.receivers
+            and not signals.connection_reset.receivers
+        ):
+            # Most returns: nothing to roll back and nobody to tell, so one
+            # test of the driver's state instead of the reset. Where the
+            # driver cannot answer, the reset below asks again and closes
+            # the connection on the error.
+            try:
+                needs_reset = self.dialect.in_transaction(dbapi_connection)
+            except Exception:
+                needs_reset = True
+            if not needs_reset:
+                record.info[LAST_USED] = returned_at
+                return self.pool._do_return_conn(record, returned_at)
         if dbapi_connection is not None:
             record.info[LAST_USED] = SUSPECT if suspect else returned_at
         if suspect:
@@ -570,4 +597,5 @@ class ConnectionPool:
 
     def abandon_after_fork(self, detach: Any) -> None:
         self.dialect.abandoned = True
+        self._plain_returns = False
         self.pool.abandon_after_fork(detach)

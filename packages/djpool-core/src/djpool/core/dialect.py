@@ -71,13 +71,14 @@ class PoolDialect:
     ) -> None:
         self.dialect = dialect
         self.loaded_dbapi = dialect.loaded_dbapi
-        self._in_transaction = in_transaction
+        #: The vendor's ``in_transaction`` (read on every return).
+        self.in_transaction = in_transaction
         self._full_reset = full_reset
         self._rollback = rollback or dialect.do_rollback
         self._ping_within = ping_within
         self._rollback_within = rollback_within
-        # (the mode AUTOCOMMIT wants, the vendor's bounded setter)
-        self._autocommit_within = autocommit_within
+        #: (the mode AUTOCOMMIT wants, the vendor's bounded setter), or None.
+        self.autocommit_within = autocommit_within
         self.abandoned = False
 
     def reset(
@@ -96,7 +97,7 @@ class PoolDialect:
         if self.abandoned:
             return False
         answered = False
-        rolled_back = rollback or self._in_transaction(dbapi_connection)
+        rolled_back = rollback or self.in_transaction(dbapi_connection)
         if rolled_back:
             if timeout is not None and self._rollback_within is not None:
                 self._rollback_within(dbapi_connection, timeout)
@@ -111,8 +112,8 @@ class PoolDialect:
             self._full_reset(dbapi_connection)
             if info is not None:
                 info.pop(INITIALIZED_STATE, None)
-        if timeout is not None and self._autocommit_within is not None:
-            wanted, set_within = self._autocommit_within
+        if timeout is not None and self.autocommit_within is not None:
+            wanted, set_within = self.autocommit_within
             # In another mode only if given back inside a transaction Django
             # opened (autocommit off: rolled back above), or, with AUTOCOMMIT
             # off, after set_autocommit(True): checked then, locally.

@@ -56,14 +56,15 @@ def _transaction_open(dbapi_connection: Any) -> bool:
     return bool(_server_status(dbapi_connection) & status.SERVER_STATUS_IN_TRANS)  # type: ignore[misc]
 
 
-def _in_transaction(dbapi_connection: Any) -> bool:
-    # Django opens its transactions by turning autocommit off; a raw BEGIN
-    # leaves it on and sets "in transaction". One reading of the flags
-    # answers both (get_autocommit() reads the same flags).
-    if _server_status is None:
-        return not dbapi_connection.get_autocommit()
-    flags = _server_status(dbapi_connection)
-    return bool(flags & status.SERVER_STATUS_IN_TRANS) or not flags & status.SERVER_STATUS_AUTOCOMMIT
+#: Whether a returned connection may have a transaction to roll back, from
+#: the same flags (None where the driver cannot read them).
+_in_transaction = status.pymysql_in_transaction if USING_PYMYSQL else status.mysqlclient_in_transaction
+
+
+def _autocommit_off(dbapi_connection: Any) -> bool:
+    # The driver cannot report a raw BEGIN: the statement text is watched
+    # for one instead (djpool_watch_transaction_statements).
+    return not dbapi_connection.get_autocommit()
 
 
 # MySQL 5.7.3+ and MariaDB 10.2.4+: reset the session, keep the login.
@@ -159,7 +160,7 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     # alone tells (a raw BEGIN whatever its text); elsewhere the core
     # watches the statement text for one.
     djpool_watch_transaction_statements = _server_status is None
-    djpool_in_transaction = staticmethod(_in_transaction)
+    djpool_in_transaction = staticmethod(_autocommit_off if _in_transaction is None else _in_transaction)
     if _server_status is not None:
         djpool_transaction_open = staticmethod(_transaction_open)
 

@@ -22,7 +22,14 @@ import ctypes
 import logging
 from typing import Any, Callable
 
-__all__ = ["SERVER_STATUS_AUTOCOMMIT", "SERVER_STATUS_IN_TRANS", "mysqlclient_server_status", "pymysql_server_status"]
+__all__ = [
+    "SERVER_STATUS_AUTOCOMMIT",
+    "SERVER_STATUS_IN_TRANS",
+    "mysqlclient_in_transaction",
+    "mysqlclient_server_status",
+    "pymysql_in_transaction",
+    "pymysql_server_status",
+]
 
 logger = logging.getLogger("djpool.backends.mysql")
 
@@ -37,9 +44,21 @@ _MARIADB_CONNECTION_SERVER_STATUS = 30
 _CAPSULE_NAME = b"_mysql.connection.native_connection"
 
 
+#: The flags that say whether a returned connection needs a rollback: any
+#: state but "autocommit on, no transaction open" does. Django opens its
+#: transactions by turning autocommit off; a raw BEGIN leaves it on and sets
+#: "in transaction".
+_TRANSACTION_FLAGS = SERVER_STATUS_IN_TRANS | SERVER_STATUS_AUTOCOMMIT
+
+
 def pymysql_server_status(dbapi_connection: Any) -> int:
     """PyMySQL: the flags of the last OK packet (BEGIN, COMMIT and ROLLBACK all answer with one)."""
     return dbapi_connection.server_status or 0
+
+
+def pymysql_in_transaction(dbapi_connection: Any) -> bool:
+    """PyMySQL: whether the connection may have a transaction to roll back (read on every return)."""
+    return (dbapi_connection.server_status or 0) & _TRANSACTION_FLAGS != SERVER_STATUS_AUTOCOMMIT
 
 
 # MariaDB Connector/C's ``struct st_mysql`` (mysql.h) on LP64 platforms:
@@ -141,8 +160,8 @@ _FAILED = b"\x01"
 _UNKNOWN = ctypes.c_uint(SERVER_STATUS_IN_TRANS | SERVER_STATUS_AUTOCOMMIT)
 
 
-def _mysqlclient_reader() -> Callable[[Any], int] | None:
-    """``(connection) -> flags`` reading the ``server_status`` of mysqlclient's client library, or None."""
+def _mysqlclient_readers() -> tuple[Callable[[Any], int], Callable[[Any], bool]] | tuple[None, None]:
+    """mysqlclient's ``(connection) -> flags`` and ``(connection) -> in a transaction``, from its client library's ``server_status``; None where it cannot tell."""
     try:
         from MySQLdb import _mysql
 
@@ -150,7 +169,7 @@ def _mysqlclient_reader() -> Callable[[Any], int] | None:
         # the extension's handle finds the symbol in the library it links to.
         get_info = ctypes.PyDLL(_mysql.__file__).mariadb_get_info
     except (ImportError, OSError, AttributeError):
-        return None
+        return None, None
     get_info.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_uint))
     get_info.restype = ctypes.c_char  # my_bool: 0 on success
     # A function object of its own: ctypes.pythonapi's is shared with any other user.
@@ -183,8 +202,18 @@ def _mysqlclient_reader() -> Callable[[Any], int] | None:
             field = dbapi_connection._djpool_server_status = field_of(dbapi_connection)
         return field.value  # type: ignore[no-any-return]
 
-    return server_status
+    def in_transaction(dbapi_connection: Any) -> bool:
+        # server_status(), inline: every return asks.
+        try:
+            field = dbapi_connection._djpool_server_status
+        except AttributeError:
+            field = dbapi_connection._djpool_server_status = field_of(dbapi_connection)
+        return field.value & _TRANSACTION_FLAGS != SERVER_STATUS_AUTOCOMMIT  # type: ignore[no-any-return]
+
+    return server_status, in_transaction
 
 
-#: mysqlclient's reading, or None where its client library cannot tell.
-mysqlclient_server_status: Callable[[Any], int] | None = _mysqlclient_reader()
+#: mysqlclient's reading of the flags, and whether a returned connection
+#: may have a transaction to roll back; None where its client library
+#: cannot tell.
+mysqlclient_server_status, mysqlclient_in_transaction = _mysqlclient_readers()
