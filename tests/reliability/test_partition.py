@@ -169,3 +169,72 @@ def test_every_checkout_ping_is_bounded_with_pre_ping_idle_zero(partitioned_alia
         proxy.thaw()
     took, error = timed(lambda: query(alias))
     assert error is None and took < 1.0, (took, error)
+
+
+def test_a_time_zone_set_again_on_a_pooled_connection_is_bounded(partitioned_alias, proxy, server):
+    """TIME_ZONE changed while a request held a pooled connection: its SET TIME ZONE, sent when the
+    connection is next used, gives up after VALIDATION_TIMEOUT, and that connection is closed.
+
+    (Idle connections are closed on such a change: Django 5.1+ closes the pool.)
+    """
+    if BACKEND != "postgresql":
+        pytest.skip("only PostgreSQL sets the time zone on a reused connection again")
+    from django.test import override_settings
+
+    def in_thread(call: Any, wait: float = 30) -> list[tuple[float, BaseException | None]]:
+        outcome: list[tuple[float, BaseException | None]] = []
+        worker = threading.Thread(target=lambda: outcome.append(timed(call)))
+        worker.start()
+        worker.join(wait)
+        workers.append(worker)
+        return outcome
+
+    workers: list[threading.Thread] = []
+    # Without USE_TZ, psycopg's adapters (part of the pool's key) do not depend on TIME_ZONE, so
+    # the change reaches the same pool.
+    with override_settings(USE_TZ=False, TIME_ZONE="UTC"):
+        alias = partitioned_alias(VALIDATION_TIMEOUT=1, PRE_PING_IDLE=60)
+        held = threading.Event()
+        change_made = threading.Event()
+        pids: list[int] = []
+
+        def hold_across_the_change() -> None:
+            pids.append(backend_pid(connections[alias]))
+            held.set()
+            change_made.wait(10)
+            connections[alias].close()
+
+        holder = threading.Thread(target=hold_across_the_change)
+        holder.start()
+        assert held.wait(10)
+        try:
+            with override_settings(TIME_ZONE="Asia/Tokyo"):
+                change_made.set()
+                holder.join(10)
+                proxy.freeze()
+                # In a thread: without the bound the SET waits for the server, and this fails.
+                outcome = in_thread(lambda: query(alias), wait=1 + SLACK)
+                assert outcome, "SET TIME ZONE was not bounded by VALIDATION_TIMEOUT"
+                took, error = outcome[0]
+                assert isinstance(error, OperationalError), (took, error)
+                assert "SET TIME ZONE" in str(error) and "VALIDATION_TIMEOUT" in str(error), error
+                figures = stats(alias)
+                assert figures["checked_out"] == 0 and figures["validation_timeouts"] == 1, figures
+                proxy.thaw()
+
+                def new_session_in_tokyo() -> None:
+                    conn = connections[alias]
+                    # That connection was closed, never handed out again.
+                    assert backend_pid(conn) != pids[0]
+                    with conn.cursor() as cursor:
+                        cursor.execute("SHOW TIME ZONE")
+                        assert cursor.fetchone()[0] == "Asia/Tokyo"
+                    conn.close()
+
+                outcome = in_thread(new_session_in_tokyo)
+                assert outcome and outcome[0][1] is None, outcome
+        finally:
+            change_made.set()
+            proxy.thaw()
+            for worker in [holder, *workers]:
+                worker.join(30)

@@ -7,6 +7,7 @@ imported, else psycopg2. Requires psycopg >= 3.1.8 or psycopg2 >= 2.8.4.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -21,6 +22,8 @@ from djpool.core.mixins import PooledDatabaseWrapperMixin
 
 # Keep in step with the djpool-core range in this package's pyproject.toml.
 require_core("djpool-postgresql", __version__, minimum="0.1", below="1")
+
+logger = logging.getLogger("djpool.backends")
 
 # psycopg and psycopg2 both report libpq's PQtransactionStatus; 0 is IDLE.
 _TRANSACTION_IDLE = 0
@@ -53,6 +56,11 @@ def _psycopg_run_within(dbapi_connection: Any, query: bytes, timeout: float) -> 
             error = result.error_message
     if error is not None:
         raise base.Database.OperationalError(error.decode("utf-8", "replace").strip())
+
+
+def _psycopg_set_time_zone_within(dbapi_connection: Any, timezone_name: str, timeout: float) -> None:
+    literal = base.Database.pq.Escaping(dbapi_connection.pgconn).escape_literal(timezone_name.encode())
+    _psycopg_run_within(dbapi_connection, b"SET TIME ZONE " + literal, timeout)
 
 
 def _psycopg_ping_within(dbapi_connection: Any, timeout: float) -> None:
@@ -129,6 +137,10 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
                 cached = self._djpool_timezone = (timezone_name, timezone_name.encode())
             if self.connection.pgconn.parameter_status(b"TimeZone") == cached[1]:
                 return
+            pool = self._djpool_lease.pool
+            if pool is not None:
+                self._djpool_set_time_zone_within(timezone_name, pool)
+                return
         elif self.connection.get_parameter_status("TimeZone") == timezone_name:
             return
         configure = getattr(self, "_configure_timezone", None)  # Django 5.1+
@@ -138,6 +150,32 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
             changed = base.DatabaseWrapper.ensure_timezone(self)
         if changed and not self.get_autocommit():
             self.connection.commit()
+
+    def _djpool_set_time_zone_within(self, timezone_name: str, pool: Any) -> None:
+        """Set the pooled connection's TimeZone, giving up after VALIDATION_TIMEOUT (psycopg 3).
+
+        Sent outside any transaction (a returned connection has none open),
+        so it holds whatever the autocommit mode. A server that does not
+        answer raises the driver's OperationalError: Django marks the
+        wrapper's connection as having failed, and its end of request finds
+        it unusable (psycopg refuses a query while the SET is unanswered)
+        and closes it, without waiting either.
+        """
+        timeout = pool.validation_timeout
+        try:
+            _psycopg_set_time_zone_within(self.connection, timezone_name, timeout)
+        except NoAnswer as error:
+            pool.validation_timeouts += 1
+            logger.warning(
+                "Database %r did not answer SET TIME ZONE on a pooled connection within %g s "
+                "(VALIDATION_TIMEOUT); the connection is closed at the end of the request",
+                self.alias,
+                timeout,
+            )
+            raise base.Database.OperationalError(
+                f"djpool: database {self.alias!r} did not answer SET TIME ZONE (TIME_ZONE changed since this "
+                f"connection was set up) within {timeout:g} s (VALIDATION_TIMEOUT)"
+            ) from error
 
     def djpool_driver_autocommit(self, dbapi_connection: Any) -> bool | None:
         # psycopg and psycopg2 keep the mode client-side.
