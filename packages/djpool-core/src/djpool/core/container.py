@@ -269,6 +269,8 @@ class ConnectionPool:
         """
         dbapi_connection = record.dbapi_connection
         returned_at = time.monotonic()
+        if dbapi_connection is not None:
+            record.info[LAST_USED] = SUSPECT if suspect else returned_at
         if (
             self._plain_returns
             and not (suspect or discard or rollback)
@@ -277,18 +279,17 @@ class ConnectionPool:
             and not signals.connection_reset.receivers
         ):
             # Most returns: nothing to roll back and nobody to tell, so one
-            # test of the driver's state instead of the reset. Where the
-            # driver cannot answer, the reset below asks again and closes
-            # the connection on the error.
+            # test of the driver's state instead of the reset. A transaction
+            # it reports is rolled back below without asking again; where
+            # the driver cannot answer, the reset asks again and closes the
+            # connection on the error.
             try:
-                needs_reset = self.dialect.in_transaction(dbapi_connection)
+                rollback = self.dialect.in_transaction(dbapi_connection)
             except Exception:
-                needs_reset = True
-            if not needs_reset:
-                record.info[LAST_USED] = returned_at
-                return self.pool._do_return_conn(record, returned_at)
-        if dbapi_connection is not None:
-            record.info[LAST_USED] = SUSPECT if suspect else returned_at
+                pass
+            else:
+                if not rollback:
+                    return self.pool._do_return_conn(record, returned_at)
         if suspect:
             # If the server dropped this connection it may have dropped them
             # all (a restart): check every one that was idle meanwhile before
@@ -351,13 +352,22 @@ class ConnectionPool:
             leaks.on_checkout(self, record, now)
         return record
 
+    def saw_no_answer(self) -> None:
+        """A round trip of the pool's own (ping, reset, a vendor's setup) got no answer within VALIDATION_TIMEOUT.
+
+        Counted in ``validation_timeouts``; every connection idle since
+        before now is pinged at its next checkout, and a checkout with less
+        than a second left does not try to connect meanwhile.
+        """
+        self.validation_timeouts += 1
+        self._last_error = self._no_answer_at = time.monotonic()
+
     def _reset_failed(self, record: ConnectionPoolEntry, error: BaseException) -> None:
         """Close a returned connection whose rollback (or full reset) failed or got no answer."""
         if isinstance(error, NoAnswer):
             # Closed without a round trip: request_finished must not wait
             # for a server that does not answer.
-            self.validation_timeouts += 1
-            self._last_error = self._no_answer_at = time.monotonic()
+            self.saw_no_answer()
             logger.warning(
                 "Database %r did not answer the reset of a returned connection within %g s "
                 "(VALIDATION_TIMEOUT); closing that connection",
@@ -437,9 +447,7 @@ class ConnectionPool:
             try:
                 alive = self.dialect.ping(record.dbapi_connection, timeout)
             except NoAnswer as error:
-                self.validation_timeouts += 1
-                # Every connection idle since before now is pinged at its next checkout.
-                self._last_error = self._no_answer_at = time.monotonic()
+                self.saw_no_answer()
                 record.invalidate(error)
                 self.pool._do_return_conn(record)
                 if timeout < self.validation_timeout:

@@ -137,11 +137,9 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
                 cached = self._djpool_timezone = (timezone_name, timezone_name.encode())
             if self.connection.pgconn.parameter_status(b"TimeZone") == cached[1]:
                 return
-            pool = self._djpool_lease.pool
-            if pool is not None:
-                self._djpool_set_time_zone_within(timezone_name, pool)
-                return
-        elif self.connection.get_parameter_status("TimeZone") == timezone_name:
+            self._djpool_set_time_zone_within(timezone_name)
+            return
+        if self.connection.get_parameter_status("TimeZone") == timezone_name:
             return
         configure = getattr(self, "_configure_timezone", None)  # Django 5.1+
         if configure is not None:
@@ -151,7 +149,7 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
         if changed and not self.get_autocommit():
             self.connection.commit()
 
-    def _djpool_set_time_zone_within(self, timezone_name: str, pool: Any) -> None:
+    def _djpool_set_time_zone_within(self, timezone_name: str) -> None:
         """Set the pooled connection's TimeZone, giving up after VALIDATION_TIMEOUT (psycopg 3).
 
         Sent outside any transaction (a returned connection has none open),
@@ -161,11 +159,13 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
         it unusable (psycopg refuses a query while the SET is unanswered)
         and closes it, without waiting either.
         """
+        pool = self._djpool_lease.pool  # refreshed only on a connection taken from it
+        assert pool is not None
         timeout = pool.validation_timeout
         try:
             _psycopg_set_time_zone_within(self.connection, timezone_name, timeout)
         except NoAnswer as error:
-            pool.validation_timeouts += 1
+            pool.saw_no_answer()
             logger.warning(
                 "Database %r did not answer SET TIME ZONE on a pooled connection within %g s "
                 "(VALIDATION_TIMEOUT); the connection is closed at the end of the request",
