@@ -114,3 +114,33 @@ def test_threads_connecting_at_once_share_one_pool(make_alias, server):
         sys.setswitchinterval(interval)
     assert not errors, errors
     assert stats(alias)["pools"] == 1, stats(alias)
+
+
+def test_a_failed_setup_statement_raises_psycopgs_own_error_and_is_run_again(make_alias, server):
+    """OPTIONS['assume_role'] naming no role: the SET ROLE djpool sends under VALIDATION_TIMEOUT fails with the
+    error class psycopg's execute() would raise (its SQLSTATE's), and the connection given back is never handed
+    out as set up: the next request runs the setup again (and fails again) on the same one server session."""
+    import django
+    from django.db import DataError
+    from django.db.backends.postgresql import base
+
+    from djpool.core import stats
+
+    if not base.is_psycopg3 or django.VERSION < (5, 2):
+        pytest.skip("the bounded setup is psycopg 3's; OPTIONS['assume_role'] is Django 5.2+")
+    application = "djpool-failed-setup"
+    alias = make_alias(
+        {"POOL_SIZE": 1, "MAX_OVERFLOW": 0},
+        OPTIONS={"assume_role": "djpool_no_such_role", "application_name": application},
+    )
+    conn = connections[alias]
+    for _ in range(2):
+        with pytest.raises(DataError, match='role "djpool_no_such_role" does not exist') as raised:
+            conn.ensure_connection()
+        assert type(raised.value.__cause__) is base.Database.errors.InvalidParameterValue
+        assert raised.value.__cause__.sqlstate == "22023"
+        conn.close()  # what request_finished does
+        assert stats(alias)["checked_out"] == 0
+    assert stats(alias)["connects"] == 1
+    query = "SELECT count(*), min(usename) FROM pg_stat_activity WHERE application_name = %s"
+    assert server.query(query, [application])[0] == (1, server.user)

@@ -46,11 +46,11 @@ def proxy(server: Any) -> Iterator[FreezeProxy]:
 
 @pytest.fixture
 def partitioned_alias(make_alias: Any, proxy: FreezeProxy) -> Any:
-    def make(mode: str = "session", **pool_options: Any) -> str:
+    def make(mode: str = "session", options: dict[str, Any] | None = None, **pool_options: Any) -> str:
         return make_alias(
             {"POOL_SIZE": 2, "MAX_OVERFLOW": 0, "TIMEOUT": TIMEOUT, "POOL_MODE": mode, **pool_options},
             PORT=proxy.port,
-            OPTIONS={"connect_timeout": CONNECT_TIMEOUT},
+            OPTIONS={"connect_timeout": CONNECT_TIMEOUT, **(options or {})},
         )
 
     return make
@@ -238,3 +238,68 @@ def test_a_time_zone_set_again_on_a_pooled_connection_is_bounded(partitioned_ali
             proxy.thaw()
             for worker in [holder, *workers]:
                 worker.join(30)
+
+
+@pytest.mark.parametrize("statement", ["SET TIME ZONE", "SET ROLE"])
+def test_a_new_connections_setup_is_bounded(partitioned_alias, proxy, server, statement):
+    """The network stops between opening a connection and Django's setup of it (its time zone, its
+    role): the setup gives up after VALIDATION_TIMEOUT, and that session is closed."""
+    if BACKEND != "postgresql":
+        pytest.skip("MySQL's setup is one statement through the driver's blocking call (docs)")
+    import django
+    from django.test import override_settings
+
+    from djpool.core import signals
+
+    options: dict[str, Any] = {}
+    # A time zone the server's sessions do not start in makes Django set it on every new connection;
+    # the one they start in, only the role.
+    time_zone = "Asia/Tokyo"
+    if statement == "SET ROLE":
+        if django.VERSION < (5, 2):
+            pytest.skip("OPTIONS['assume_role'] is Django 5.2+")
+        server.query(
+            "DO $$ BEGIN CREATE ROLE djpool_partition_role; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        options["assume_role"] = "djpool_partition_role"
+        time_zone = server.query("SHOW TIME ZONE")[0][0]
+    with override_settings(USE_TZ=False, TIME_ZONE=time_zone):
+        alias = partitioned_alias(VALIDATION_TIMEOUT=1, options=options)
+        pids: list[int] = []
+
+        def freeze_once_opened(sender: Any, alias: str, dbapi_connection: Any, **kwargs: Any) -> None:
+            if alias == alias_under_test and not pids:
+                pids.append(dbapi_connection.info.backend_pid)
+                proxy.freeze()
+
+        alias_under_test = alias
+        signals.connection_opened.connect(freeze_once_opened)
+        outcome: list[tuple[float, BaseException | None]] = []
+        # In a thread: without the bound the setup waits for the server, and this fails.
+        worker = threading.Thread(target=lambda: outcome.append(timed(lambda: query(alias))))
+        try:
+            worker.start()
+            worker.join(1 + SLACK)
+            assert outcome, f"{statement} on a new connection was not bounded by VALIDATION_TIMEOUT"
+            took, error = outcome[0]
+            assert isinstance(error, OperationalError), (took, error)
+            assert statement in str(error) and "VALIDATION_TIMEOUT" in str(error), error
+            figures = stats(alias)
+            assert figures["checked_out"] == 0 and figures["validation_timeouts"] == 1, figures
+        finally:
+            signals.connection_opened.disconnect(freeze_once_opened)
+            proxy.thaw()
+            worker.join(30)
+        # That session was closed, never handed out: it ends on the server, and the next one is set up.
+        deadline = time.monotonic() + 5
+        while server.query("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pids[0]])[0][0]:
+            assert time.monotonic() < deadline, "the abandoned session never ended on the server"
+            time.sleep(0.05)
+        conn = connections[alias]
+        try:
+            assert backend_pid(conn) != pids[0]
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT current_setting('TimeZone'), current_user")
+                assert cursor.fetchone() == (time_zone, options.get("assume_role", server.user))
+        finally:
+            conn.close()

@@ -50,17 +50,25 @@ def _psycopg_run_within(dbapi_connection: Any, query: bytes, timeout: float) -> 
             break
         if not wait_readable(pgconn.socket, remaining(deadline)):
             raise NoAnswer(f"no answer from the server within {timeout:g} s")
-    error = None
+    failed = None
     while (result := pgconn.get_result()) is not None:
         if result.status == _FATAL_ERROR:
-            error = result.error_message
-    if error is not None:
-        raise base.Database.OperationalError(error.decode("utf-8", "replace").strip())
+            failed = result
+    if failed is not None:
+        raise _psycopg_error(failed)
 
 
-def _psycopg_set_time_zone_within(dbapi_connection: Any, timezone_name: str, timeout: float) -> None:
-    literal = base.Database.pq.Escaping(dbapi_connection.pgconn).escape_literal(timezone_name.encode())
-    _psycopg_run_within(dbapi_connection, b"SET TIME ZONE " + literal, timeout)
+def _psycopg_error(result: Any) -> Exception:
+    """The error psycopg's own execute() raises for a failed result: the class of its SQLSTATE
+    (Django's tests, and users, catch e.g. ``errors.InvalidParameterValue``), with ``diag``."""
+    errors = base.Database.errors
+    sqlstate = result.error_field(base.Database.pq.DiagnosticField.SQLSTATE)
+    try:
+        cls = errors.lookup(sqlstate.decode()) if sqlstate else base.Database.OperationalError
+    except KeyError:
+        cls = base.Database.OperationalError
+    message = result.error_field(base.Database.pq.DiagnosticField.MESSAGE_PRIMARY) or result.error_message
+    return cls(message.decode("utf-8", "replace").strip(), info=result)
 
 
 def _psycopg_ping_within(dbapi_connection: Any, timeout: float) -> None:
@@ -149,32 +157,79 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
         if changed and not self.get_autocommit():
             self.connection.commit()
 
-    def _djpool_set_time_zone_within(self, timezone_name: str) -> None:
-        """Set the pooled connection's TimeZone, giving up after VALIDATION_TIMEOUT (psycopg 3).
+    def _configure_timezone(self, connection: Any) -> bool:
+        # Django 5.1+: init_connection_state() on a new connection and
+        # ensure_timezone() (a TIME_ZONE override reaching an open connection)
+        # set the time zone here. On a pooled psycopg 3 connection the SET is
+        # bounded like the refresh; sent outside psycopg's transaction
+        # handling, it leaves nothing to commit.
+        if self._djpool_bounds_setup(connection):
+            self.djpool_refresh_connection_state()
+            return False
+        return super()._configure_timezone(connection)  # type: ignore[misc, no-any-return]
 
-        Sent outside any transaction (a returned connection has none open),
-        so it holds whatever the autocommit mode. A server that does not
-        answer raises the driver's OperationalError: Django marks the
-        wrapper's connection as having failed, and its end of request finds
-        it unusable (psycopg refuses a query while the SET is unanswered)
-        and closes it, without waiting either.
+    if not hasattr(base.DatabaseWrapper, "_configure_timezone"):  # Django < 5.1: set there instead.
+
+        def ensure_timezone(self) -> bool:
+            if self._djpool_bounds_setup(self.connection):
+                self.djpool_refresh_connection_state()
+                return False
+            return super().ensure_timezone()  # type: ignore[misc, no-any-return]
+
+    def _configure_role(self, connection: Any) -> bool:
+        # Django 5.2+: OPTIONS["assume_role"], once per new connection.
+        role = self.settings_dict["OPTIONS"].get("assume_role")
+        if role and self._djpool_bounds_setup(connection):
+            statement = self.ops.compose_sql("SET ROLE %s", [role])
+            self._djpool_run_within("SET ROLE", statement.encode())
+            return False
+        return super()._configure_role(connection)  # type: ignore[misc, no-any-return]
+
+    def _djpool_bounds_setup(self, connection: Any) -> bool:
+        """Whether this connection's setup round trips get VALIDATION_TIMEOUT.
+
+        psycopg 3 only (psycopg2 blocks inside libpq), and only on the
+        pooled connection this wrapper holds: the pool's deadline is its.
         """
-        pool = self._djpool_lease.pool  # refreshed only on a connection taken from it
+        record = self._djpool_lease.record
+        return base.is_psycopg3 and record is not None and connection is record.dbapi_connection
+
+    def _djpool_set_time_zone_within(self, timezone_name: str) -> None:
+        literal = base.Database.pq.Escaping(self.connection.pgconn).escape_literal(timezone_name.encode())
+        self._djpool_run_within("SET TIME ZONE", b"SET TIME ZONE " + literal)
+
+    def _djpool_run_within(self, statement: str, query: bytes) -> None:
+        """Run a setup statement on the pooled connection, giving up after VALIDATION_TIMEOUT (psycopg 3).
+
+        For the statements Django's per-connection setup sends (the time
+        zone, the role), on a new connection and on a reused one whose
+        TIME_ZONE changed. Sent outside psycopg's transaction handling: on a
+        connection just opened or taken back (none is open) it holds
+        whatever the autocommit mode; a TIME_ZONE override reaching a
+        connection inside a transaction sets it there, as Django's own SET
+        would. A server that does not answer raises the driver's
+        OperationalError: Django marks the wrapper's connection as having
+        failed, and its end of request finds it unusable (psycopg refuses a
+        query while the statement is unanswered) and closes it, without
+        waiting either.
+        """
+        pool = self._djpool_lease.pool  # only on a connection taken from it
         assert pool is not None
         timeout = pool.validation_timeout
         try:
-            _psycopg_set_time_zone_within(self.connection, timezone_name, timeout)
+            _psycopg_run_within(self.connection, query, timeout)
         except NoAnswer as error:
             pool.saw_no_answer()
             logger.warning(
-                "Database %r did not answer SET TIME ZONE on a pooled connection within %g s "
+                "Database %r did not answer %s on a pooled connection within %g s "
                 "(VALIDATION_TIMEOUT); the connection is closed at the end of the request",
                 self.alias,
+                statement,
                 timeout,
             )
             raise base.Database.OperationalError(
-                f"djpool: database {self.alias!r} did not answer SET TIME ZONE (TIME_ZONE changed since this "
-                f"connection was set up) within {timeout:g} s (VALIDATION_TIMEOUT)"
+                f"djpool: database {self.alias!r} did not answer {statement} (Django's setup of the "
+                f"connection) within {timeout:g} s (VALIDATION_TIMEOUT)"
             ) from error
 
     def djpool_driver_autocommit(self, dbapi_connection: Any) -> bool | None:
