@@ -27,6 +27,8 @@ logger = logging.getLogger("djpool.backends")
 
 # psycopg and psycopg2 both report libpq's PQtransactionStatus; 0 is IDLE.
 _TRANSACTION_IDLE = 0
+# Django 5.1+ sets the time zone in _configure_timezone(); 4.2 in ensure_timezone().
+_DJANGO_CONFIGURES_TIMEZONE = hasattr(base.DatabaseWrapper, "_configure_timezone")
 # libpq's PGRES_FATAL_ERROR.
 _FATAL_ERROR = 7
 
@@ -149,26 +151,28 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
             return
         if self.connection.get_parameter_status("TimeZone") == timezone_name:
             return
-        configure = getattr(self, "_configure_timezone", None)  # Django 5.1+
-        if configure is not None:
-            changed = configure(self.connection)
+        # psycopg2: Django's own SET (stock's, not this mixin's override).
+        if _DJANGO_CONFIGURES_TIMEZONE:
+            changed = base.DatabaseWrapper._configure_timezone(self, self.connection)
         else:  # Django < 5.1: ensure_timezone() does just that check.
             changed = base.DatabaseWrapper.ensure_timezone(self)
         if changed and not self.get_autocommit():
             self.connection.commit()
 
-    def _configure_timezone(self, connection: Any) -> bool:
-        # Django 5.1+: init_connection_state() on a new connection and
-        # ensure_timezone() (a TIME_ZONE override reaching an open connection)
-        # set the time zone here. On a pooled psycopg 3 connection the SET is
-        # bounded like the refresh; sent outside psycopg's transaction
-        # handling, it leaves nothing to commit.
-        if self._djpool_bounds_setup(connection):
-            self.djpool_refresh_connection_state()
-            return False
-        return super()._configure_timezone(connection)  # type: ignore[misc, no-any-return]
+    # Django sets a new connection's time zone, and an open one's when a
+    # TIME_ZONE override reaches it, in _configure_timezone() (5.1+) or
+    # ensure_timezone() (4.2). On a pooled psycopg 3 connection the SET goes
+    # the refresh's bounded way; sent outside psycopg's transaction
+    # handling, it leaves nothing to commit.
+    if _DJANGO_CONFIGURES_TIMEZONE:
 
-    if not hasattr(base.DatabaseWrapper, "_configure_timezone"):  # Django < 5.1: set there instead.
+        def _configure_timezone(self, connection: Any) -> bool:
+            if self._djpool_bounds_setup(connection):
+                self.djpool_refresh_connection_state()
+                return False
+            return super()._configure_timezone(connection)  # type: ignore[misc, no-any-return]
+
+    else:
 
         def ensure_timezone(self) -> bool:
             if self._djpool_bounds_setup(self.connection):
@@ -176,14 +180,15 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
                 return False
             return super().ensure_timezone()  # type: ignore[misc, no-any-return]
 
-    def _configure_role(self, connection: Any) -> bool:
-        # Django 5.2+: OPTIONS["assume_role"], once per new connection.
-        role = self.settings_dict["OPTIONS"].get("assume_role")
-        if role and self._djpool_bounds_setup(connection):
-            statement = self.ops.compose_sql("SET ROLE %s", [role])
-            self._djpool_run_within("SET ROLE", statement.encode())
-            return False
-        return super()._configure_role(connection)  # type: ignore[misc, no-any-return]
+    if hasattr(base.DatabaseWrapper, "_configure_role"):  # Django 5.2+: OPTIONS["assume_role"]
+
+        def _configure_role(self, connection: Any) -> bool:
+            role = self.settings_dict["OPTIONS"].get("assume_role")
+            if role and self._djpool_bounds_setup(connection):
+                statement = self.ops.compose_sql("SET ROLE %s", [role])
+                self._djpool_run_within("SET ROLE", statement.encode())
+                return False
+            return super()._configure_role(connection)  # type: ignore[misc, no-any-return]
 
     def _djpool_bounds_setup(self, connection: Any) -> bool:
         """Whether this connection's setup round trips get VALIDATION_TIMEOUT.
