@@ -46,6 +46,28 @@ def test_checkout_sends_no_extra_statements(make_alias):
     assert after - before == 6
 
 
+@pytest.mark.parametrize("autocommit_setting", [True, False])
+def test_a_new_connection_is_opened_in_autocommit_mode(make_alias, autocommit_setting):
+    """Both drivers connect with autocommit off unless told: a stock connection costs a SET inside
+    the driver's connect and, with AUTOCOMMIT on, Django's SET back. A new pooled connection is
+    opened in AUTOCOMMIT's mode, so the server sees neither (counted in the session's own SETs)."""
+    from django.db.backends.mysql.base import DatabaseWrapper as StockWrapper
+
+    def sets_of_a_new_session(conn) -> int:
+        try:
+            with conn.cursor() as cursor:
+                assert conn.get_autocommit() is autocommit_setting
+                assert bool(conn.connection.get_autocommit()) is autocommit_setting
+                return session_status(cursor, "Com_set_option")
+        finally:
+            conn.close()
+
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0}, AUTOCOMMIT=autocommit_setting)
+    pooled = sets_of_a_new_session(connections[alias])
+    stock = sets_of_a_new_session(StockWrapper(dict(connections[alias].settings_dict), "stock_probe"))
+    assert pooled == stock - (2 if autocommit_setting else 0), (pooled, stock)
+
+
 def test_user_variables_and_full_reset(make_alias):
     plain = connections[make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})]
     with plain.cursor() as cursor:

@@ -245,7 +245,7 @@ def test_a_new_connections_setup_is_bounded(partitioned_alias, proxy, server, st
     """The network stops between opening a connection and Django's setup of it (its time zone, its
     role): the setup gives up after VALIDATION_TIMEOUT, and that session is closed."""
     if BACKEND != "postgresql":
-        pytest.skip("MySQL's setup is one statement through the driver's blocking call (docs)")
+        pytest.skip("PostgreSQL's setup statements (MySQL's: test_a_new_mysql_connections_setup_is_bounded)")
     import django
     from django.test import override_settings
 
@@ -303,3 +303,66 @@ def test_a_new_connections_setup_is_bounded(partitioned_alias, proxy, server, st
                 assert cursor.fetchone() == (time_zone, options.get("assume_role", server.user))
         finally:
             conn.close()
+
+
+@pytest.mark.parametrize("statement", ["SELECT VERSION()", "SET SESSION TRANSACTION ISOLATION LEVEL"])
+def test_a_new_mysql_connections_setup_is_bounded(partitioned_alias, proxy, server, statement):
+    """The network stops between opening a connection and Django's setup of it: on a wrapper's first
+    connection, the read of the server's data; on a later one, the isolation level. The setup gives
+    up after VALIDATION_TIMEOUT, and that connection is closed at once, never handed out."""
+    if BACKEND != "mysql":
+        pytest.skip("MySQL's setup statements (PostgreSQL's: test_a_new_connections_setup_is_bounded)")
+    from djpool.core import registry, signals
+
+    alias = partitioned_alias(VALIDATION_TIMEOUT=1)
+    opened: list[int] = []
+    armed = threading.Event()
+
+    def freeze_once_opened(sender: Any, alias: str, dbapi_connection: Any, **kwargs: Any) -> None:
+        if alias == alias_under_test and armed.is_set() and not opened:
+            opened.append(dbapi_connection.thread_id())
+            proxy.freeze()
+
+    def request() -> None:
+        if statement.startswith("SET"):
+            # This thread's wrapper reads the server's data on its first connection, unfrozen; the
+            # pool then has none idle, so the next request opens a new connection for the wrapper.
+            query(alias)
+            registry.dispose(alias)
+        armed.set()
+        outcome.append(timed(lambda: query(alias)))
+
+    alias_under_test = alias
+    signals.connection_opened.connect(freeze_once_opened)
+    outcome: list[tuple[float, BaseException | None]] = []
+    # In a thread: without the bound the setup waits for the server, and this fails.
+    worker = threading.Thread(target=request)
+    try:
+        worker.start()
+        assert armed.wait(10)
+        worker.join(1 + SLACK)
+        assert outcome, f"{statement} on a new connection was not bounded by VALIDATION_TIMEOUT"
+        took, error = outcome[0]
+        assert isinstance(error, OperationalError), (took, error)
+        assert statement in str(error) and "VALIDATION_TIMEOUT" in str(error), error
+        figures = stats(alias)
+        assert figures["checked_out"] == 0 and figures["validation_timeouts"] == 1, figures
+        # Closed at once, while the network is still down.
+        assert figures["invalidations"] == 1 and figures["idle"] == 0, figures
+    finally:
+        signals.connection_opened.disconnect(freeze_once_opened)
+        proxy.thaw()
+        worker.join(30)
+    # That session ends on the server once its quit gets through; the next one is new and set up.
+    deadline = time.monotonic() + 5
+    while server.query("SELECT count(*) FROM information_schema.processlist WHERE id = %s", opened)[0][0]:
+        assert time.monotonic() < deadline, "the abandoned session never ended on the server"
+        time.sleep(0.05)
+    conn = connections[alias]
+    try:
+        assert backend_pid(conn) != opened[0]
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT @@SESSION.tx_isolation" if conn.mysql_is_mariadb else "SELECT @@SESSION.transaction_isolation")
+            assert cursor.fetchone()[0] == "READ-COMMITTED"  # Django's default, set by its setup
+    finally:
+        conn.close()

@@ -52,6 +52,7 @@ from django.db.backends.signals import connection_created
 from django.db.backends.utils import CursorWrapper
 
 from djpool.core import registry
+from djpool.core.bounded import NoAnswer
 from djpool.core.container import ConnectionPool
 from djpool.core.dialect import INITIALIZED_STATE
 from djpool.core.exceptions import PoolTimeout
@@ -457,6 +458,36 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         info[INITIALIZED_STATE] = {
             name: self.__dict__[name] for name in self.djpool_wrapper_state if name in self.__dict__
         }
+
+    def _djpool_setup_unanswered(self, statement: str, error: NoAnswer) -> Exception:
+        """Close this wrapper's pooled connection, whose setup got no answer within VALIDATION_TIMEOUT;
+        return the driver's OperationalError to raise, naming ``statement`` and the bound.
+
+        For vendors that bound the statements of Django's setup of a
+        connection (:meth:`init_connection_state` and what it calls). Counted
+        like the pool's own round trips that got no answer (every connection
+        idle meanwhile is pinged before its next use). The connection is
+        closed now, without a round trip: the statement is still unanswered,
+        and whatever came next on it (Django's ``is_usable()`` at the end of
+        the request) would wait for the server as long. The wrapper keeps a
+        stand-in until its ``close()``, which gives the emptied slot back.
+        """
+        pool, record = self._djpool_lease.pool, self._djpool_lease.record
+        assert pool is not None and record is not None  # only on a connection taken from the pool
+        pool.saw_no_answer()
+        logger.warning(
+            "Database %r did not answer %s (Django's setup of a pooled connection) within %g s "
+            "(VALIDATION_TIMEOUT); closing that connection",
+            self.alias,
+            statement,
+            pool.validation_timeout,
+        )
+        record.invalidate(error)
+        self.connection = ReleasedConnection.for_database(self.Database)  # type: ignore[attr-defined]
+        return self.Database.OperationalError(  # type: ignore[attr-defined, no-any-return]
+            f"djpool: database {self.alias!r} did not answer {statement} (Django's setup of the "
+            f"connection) within {pool.validation_timeout:g} s (VALIDATION_TIMEOUT)"
+        )
 
     def _set_autocommit(self, autocommit: bool) -> None:
         # connect() sets autocommit on every checkout, and a pooled connection

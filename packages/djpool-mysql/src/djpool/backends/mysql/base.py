@@ -100,8 +100,8 @@ def _mysqlclient_autocommit_within(dbapi_connection: Any, autocommit: bool, time
         _mysqlclient_run_within(dbapi_connection, b"SET autocommit=1" if autocommit else b"SET autocommit=0", timeout)
 
 
-def _pymysql_call_within(dbapi_connection: Any, call: Any, timeout: float) -> None:
-    """Run ``call()`` with PyMySQL's socket timeouts cut to ``timeout`` seconds.
+def _pymysql_call_within(dbapi_connection: Any, call: Any, timeout: float) -> Any:
+    """Run ``call()`` with PyMySQL's socket timeouts cut to ``timeout`` seconds; return its result.
 
     PyMySQL sets its socket's timeout to ``read_timeout``/``write_timeout``
     before each read and write (no limit unless OPTIONS sets them): both are
@@ -111,13 +111,24 @@ def _pymysql_call_within(dbapi_connection: Any, call: Any, timeout: float) -> No
     saved = dbapi_connection._read_timeout, dbapi_connection._write_timeout
     dbapi_connection._read_timeout = dbapi_connection._write_timeout = timeout
     try:
-        call()
+        return call()
     except base.Database.OperationalError as error:
         if isinstance(error.__cause__ or error.__context__, TimeoutError) or "timed out" in str(error):
             raise NoAnswer(str(error)) from error
         raise
     finally:
         dbapi_connection._read_timeout, dbapi_connection._write_timeout = saved
+
+
+def _mysqlclient_query_within(dbapi_connection: Any, query: bytes | bytearray, timeout: float) -> None:
+    """``Connection.query()`` giving up after ``timeout`` seconds (its result is read as usual)."""
+    _mysqlclient_run_within(dbapi_connection, bytes(query), timeout)
+
+
+def _pymysql_query_within(dbapi_connection: Any, query: Any, timeout: float, *args: Any, **kwargs: Any) -> Any:
+    """``Connection.query()`` giving up after ``timeout`` seconds."""
+    send = type(dbapi_connection).query  # the class's: the instance's may be this function
+    return _pymysql_call_within(dbapi_connection, lambda: send(dbapi_connection, query, *args, **kwargs), timeout)
 
 
 def _pymysql_ping_within(dbapi_connection: Any, timeout: float) -> None:
@@ -133,6 +144,12 @@ def _pymysql_autocommit_within(dbapi_connection: Any, autocommit: bool, timeout:
         _pymysql_call_within(dbapi_connection, lambda: dbapi_connection.autocommit(autocommit), timeout)
 
 
+def _statement_name(statement: Any, limit: int = 60) -> str:
+    """The statement as an error names it: Django's own setup text (no parameters), cut short."""
+    text = statement.decode(errors="replace") if isinstance(statement, (bytes, bytearray)) else str(statement)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     validation_class = DatabaseValidation  # Django's checks plus djpool.W101
 
@@ -142,6 +159,56 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
     djpool_rollback_within = staticmethod(_pymysql_rollback_within if USING_PYMYSQL else _mysqlclient_rollback_within)
     djpool_autocommit_within = staticmethod(_pymysql_autocommit_within if USING_PYMYSQL else _mysqlclient_autocommit_within)
     djpool_connect_timeout_option = "connect_timeout"
+    # Both drivers' cursors send every statement through Connection.query().
+    _djpool_query_within = staticmethod(_pymysql_query_within if USING_PYMYSQL else _mysqlclient_query_within)
+
+    def init_connection_state(self) -> None:
+        """Django's setup of a new connection, each statement bounded by VALIDATION_TIMEOUT on a pooled one.
+
+        On a wrapper's first connection Django reads the server's data
+        (``SELECT VERSION(), @@sql_mode, ...``); on every new connection it
+        sets the isolation level (and ``SQL_AUTO_IS_NULL`` where the server
+        has it on). Between the bounded connect and the pool's bounded
+        round trips these were the only ones a silent network failure could
+        hold for as long as the kernel retries: for the setup, the pooled
+        connection's ``query()`` goes the pre-ping's way.
+        """
+        dbapi_connection = self.connection
+        record = self._djpool_lease.record
+        if record is None or dbapi_connection is not record.dbapi_connection:
+            super().init_connection_state()
+            return
+        assert self._djpool_lease.pool is not None
+        timeout = self._djpool_lease.pool.validation_timeout
+        query_within = self._djpool_query_within
+        unanswered: list[Any] = []
+
+        def query(statement: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return query_within(dbapi_connection, statement, timeout, *args, **kwargs)
+            except NoAnswer:
+                unanswered.append(statement)
+                raise
+
+        # In the instance's dict, for the setup only: the class's method stays what every other
+        # query runs (mysqlclient's connection refuses a del of its attributes, not this).
+        attributes = vars(dbapi_connection)
+        attributes["query"] = query
+        try:
+            super().init_connection_state()
+        except NoAnswer as error:
+            raise self._djpool_setup_unanswered(_statement_name(unanswered[-1]), error) from error
+        finally:
+            attributes.pop("query", None)
+
+    def djpool_open_dbapi_connection(self, conn_params: dict[str, Any]) -> Any:
+        # Both drivers connect with autocommit off unless told, which costs a
+        # SET inside connect() and Django's SET back right after it, two round
+        # trips that neither timeout bounds. Connected in AUTOCOMMIT's mode
+        # (the server's default for "on"), neither is sent.
+        if "autocommit" not in conn_params:
+            conn_params = {**conn_params, "autocommit": bool(self.settings_dict["AUTOCOMMIT"])}
+        return super().djpool_open_dbapi_connection(conn_params)
 
     def djpool_sqlalchemy_dialect(self) -> Any:
         if USING_PYMYSQL:

@@ -7,7 +7,6 @@ imported, else psycopg2. Requires psycopg >= 3.1.8 or psycopg2 >= 2.8.4.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
@@ -22,8 +21,6 @@ from djpool.core.mixins import PooledDatabaseWrapperMixin
 
 # Keep in step with the djpool-core range in this package's pyproject.toml.
 require_core("djpool-postgresql", __version__, minimum="0.1", below="1")
-
-logger = logging.getLogger("djpool.backends")
 
 # psycopg and psycopg2 both report libpq's PQtransactionStatus; 0 is IDLE.
 _TRANSACTION_IDLE = 0
@@ -212,30 +209,16 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
         connection just opened or taken back (none is open) it holds
         whatever the autocommit mode; a TIME_ZONE override reaching a
         connection inside a transaction sets it there, as Django's own SET
-        would. A server that does not answer raises the driver's
-        OperationalError: Django marks the wrapper's connection as having
-        failed, and its end of request finds it unusable (psycopg refuses a
-        query while the statement is unanswered) and closes it, without
-        waiting either.
+        would. A server that does not answer: the connection is closed at
+        once and the driver's OperationalError raised
+        (:meth:`_djpool_setup_unanswered`).
         """
         pool = self._djpool_lease.pool  # only on a connection taken from it
         assert pool is not None
-        timeout = pool.validation_timeout
         try:
-            _psycopg_run_within(self.connection, query, timeout)
+            _psycopg_run_within(self.connection, query, pool.validation_timeout)
         except NoAnswer as error:
-            pool.saw_no_answer()
-            logger.warning(
-                "Database %r did not answer %s on a pooled connection within %g s "
-                "(VALIDATION_TIMEOUT); the connection is closed at the end of the request",
-                self.alias,
-                statement,
-                timeout,
-            )
-            raise base.Database.OperationalError(
-                f"djpool: database {self.alias!r} did not answer {statement} (Django's setup of the "
-                f"connection) within {timeout:g} s (VALIDATION_TIMEOUT)"
-            ) from error
+            raise self._djpool_setup_unanswered(statement, error) from error
 
     def djpool_driver_autocommit(self, dbapi_connection: Any) -> bool | None:
         # psycopg and psycopg2 keep the mode client-side.
