@@ -55,9 +55,7 @@ class Server:
                 conn = psycopg2.connect(host=HOST, port=self.port, user=self.user, dbname=database or "postgres", connect_timeout=5)
                 conn.autocommit = True
                 return conn
-        import MySQLdb
-
-        return MySQLdb.connect(host=HOST, port=self.port, user=self.user, password="", autocommit=True, connect_timeout=5)
+        return _mysql_driver().connect(host=HOST, port=self.port, user=self.user, password="", autocommit=True, connect_timeout=5)
 
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         conn = self.admin_connect()
@@ -113,11 +111,9 @@ class Server:
             cursor.execute("SELECT pg_terminate_backend(%s)", [session_id])
             cursor.fetchall()
             return True
-        import MySQLdb
-
         try:
             cursor.execute(f"KILL CONNECTION {int(session_id)}")
-        except MySQLdb.OperationalError as error:
+        except _mysql_driver().OperationalError as error:
             if error.args[0] != ER_NO_SUCH_THREAD:
                 raise
             return False
@@ -144,3 +140,15 @@ def make_server(vendor: str = BACKEND) -> Server:
     if vendor == "mysql":
         return Server("mysql", "djpool.backends.mysql", 3306, "root", database, "SELECT CONNECTION_ID()")
     raise ValueError(f"DJPOOL_TEST_BACKEND must be 'postgresql' or 'mysql'; got {vendor!r}")
+
+
+def _mysql_driver() -> Any:
+    """mysqlclient's MySQLdb, or PyMySQL where it is not installed (the PyMySQL environment's
+    subprocesses, which tests/conftest.py's install_as_MySQLdb() does not reach)."""
+    try:
+        import MySQLdb
+    except ImportError:
+        import pymysql
+
+        return pymysql
+    return MySQLdb

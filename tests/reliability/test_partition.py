@@ -128,6 +128,32 @@ def test_requests_during_a_partition_fail_within_timeout_and_recover_at_once(par
     assert figures["validation_timeouts"] >= 1 and figures["invalidations"] >= 1, figures
 
 
+def test_opening_a_connection_into_a_silent_network_is_bounded(partitioned_alias, proxy):
+    """The network stops before a new connection's handshake: the kernel completes the TCP connect
+    and the server's greeting never comes. Opening gives up after connect_timeout, with the
+    driver's error and the pool's note (PyMySQL's connect_timeout bounded the TCP connect only)."""
+    alias = partitioned_alias()
+    proxy.freeze()
+    outcome: list[tuple[float, BaseException | None]] = []
+    # In a thread: without the bound the handshake waits for the server, and this fails.
+    worker = threading.Thread(target=lambda: outcome.append(timed(lambda: query(alias))))
+    try:
+        worker.start()
+        worker.join(CONNECT_TIMEOUT + SLACK)
+        assert outcome, "opening a connection was not bounded by connect_timeout"
+        took, error = outcome[0]
+        assert isinstance(error, OperationalError) and took >= CONNECT_TIMEOUT - 0.5, (took, error)
+        notes = " ".join(getattr(error.__cause__, "__notes__", []))
+        assert not hasattr(error, "add_note") or f"new connection for database {alias!r}" in notes, notes
+        # A pool that never connected is not kept (as after a wrong password).
+        assert stats(alias) == {}, stats(alias)
+    finally:
+        proxy.thaw()
+        worker.join(30)
+    took, error = timed(lambda: query(alias))
+    assert error is None and stats(alias)["connects"] == 1, (took, error)
+
+
 @pytest.mark.parametrize("mode", ["session", "transaction"])
 def test_a_request_ending_inside_a_transaction_returns_within_validation_timeout(partitioned_alias, proxy, server, mode):
     """request_finished must not wait in the rollback for a server that does not answer."""

@@ -131,6 +131,22 @@ def _pymysql_query_within(dbapi_connection: Any, query: Any, timeout: float, *ar
     return _pymysql_call_within(dbapi_connection, lambda: send(dbapi_connection, query, *args, **kwargs), timeout)
 
 
+def _pymysql_connect_within(dbapi_connection: Any, timeout: float | None) -> None:
+    """``connect()`` a PyMySQL connection made with ``defer_connect``, each socket wait cut to ``timeout``.
+
+    A timeout raises PyMySQL's own OperationalError (the connection's
+    socket closed), as a refused or failed login does.
+    """
+    saved = dbapi_connection._read_timeout, dbapi_connection._write_timeout
+    if timeout is not None:
+        dbapi_connection._read_timeout = min(timeout, saved[0] or timeout)
+        dbapi_connection._write_timeout = min(timeout, saved[1] or timeout)
+    try:
+        dbapi_connection.connect()
+    finally:
+        dbapi_connection._read_timeout, dbapi_connection._write_timeout = saved
+
+
 def _pymysql_ping_within(dbapi_connection: Any, timeout: float) -> None:
     _pymysql_call_within(dbapi_connection, lambda: dbapi_connection.ping(reconnect=False), timeout)
 
@@ -208,7 +224,15 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
         # (the server's default for "on"), neither is sent.
         if "autocommit" not in conn_params:
             conn_params = {**conn_params, "autocommit": bool(self.settings_dict["AUTOCOMMIT"])}
-        return super().djpool_open_dbapi_connection(conn_params)
+        if not USING_PYMYSQL:
+            return super().djpool_open_dbapi_connection(conn_params)
+        # PyMySQL's connect_timeout bounds the TCP connect only: the server's
+        # greeting, the login and the SETs after it wait without a limit
+        # unless read_timeout is set, which then applies to every query.
+        # Connected in a second step, each of those waits gets connect_timeout.
+        connection = super().djpool_open_dbapi_connection({**conn_params, "defer_connect": True})
+        _pymysql_connect_within(connection, connection.connect_timeout)
+        return connection
 
     def djpool_sqlalchemy_dialect(self) -> Any:
         if USING_PYMYSQL:
