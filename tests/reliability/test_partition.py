@@ -94,6 +94,68 @@ def open_connections(alias: str, count: int) -> list[int]:
     return pids
 
 
+def session_id_of(dbapi_connection: Any) -> int:
+    """The server's id for a driver connection's session: PostgreSQL's backend PID, MySQL's connection id."""
+    return int(dbapi_connection.info.backend_pid if BACKEND == "postgresql" else dbapi_connection.thread_id())
+
+
+def wait_for_the_session_to_end(server: Any, session_id: int) -> None:
+    """An abandoned session ends on the server once its goodbye gets through (within 5 s of a thaw)."""
+    deadline = time.monotonic() + 5
+    while server.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+        if server.vendor == "postgresql"
+        else "SELECT count(*) FROM information_schema.processlist WHERE id = %s",
+        [session_id],
+    )[0][0]:
+        assert time.monotonic() < deadline, "the abandoned session never ended on the server"
+        time.sleep(0.05)
+
+
+def assert_the_setup_gives_up(alias: str, proxy: FreezeProxy, statement: str, first: Any = None) -> int:
+    """A request (after ``first()``, in the same thread) opens a new connection and the network
+    stops right then: Django's setup of it must fail within VALIDATION_TIMEOUT (1 s here), naming
+    ``statement``, and the connection be closed at once. Returns its session's id."""
+    from djpool.core import signals
+
+    opened: list[int] = []
+    armed = threading.Event()
+    outcome: list[tuple[float, BaseException | None]] = []
+
+    def freeze_once_opened(sender: Any, alias: str, dbapi_connection: Any, **kwargs: Any) -> None:
+        if alias == alias_under_test and armed.is_set() and not opened:
+            opened.append(session_id_of(dbapi_connection))
+            proxy.freeze()
+
+    def request() -> None:
+        if first is not None:
+            first()
+        armed.set()
+        outcome.append(timed(lambda: query(alias_under_test)))
+
+    alias_under_test = alias
+    signals.connection_opened.connect(freeze_once_opened)
+    # In a thread: without the bound the setup waits for the server, and this fails.
+    worker = threading.Thread(target=request)
+    try:
+        worker.start()
+        assert armed.wait(10)
+        worker.join(1 + SLACK)
+        assert outcome, f"{statement} on a new connection was not bounded by VALIDATION_TIMEOUT"
+        took, error = outcome[0]
+        assert isinstance(error, OperationalError), (took, error)
+        assert statement in str(error) and "VALIDATION_TIMEOUT" in str(error), error
+        figures = stats(alias)
+        assert figures["checked_out"] == 0 and figures["validation_timeouts"] == 1, figures
+        # Closed at once, while the network is still down.
+        assert figures["invalidations"] == 1 and figures["idle"] == 0, figures
+    finally:
+        signals.connection_opened.disconnect(freeze_once_opened)
+        proxy.thaw()
+        worker.join(30)
+    return opened[0]
+
+
 @pytest.mark.parametrize("mode", ["session", "transaction"])
 def test_requests_during_a_partition_fail_within_timeout_and_recover_at_once(partitioned_alias, proxy, server, mode):
     alias = partitioned_alias(mode, PRE_PING_IDLE=0.2)
@@ -173,15 +235,7 @@ def test_a_request_ending_inside_a_transaction_returns_within_validation_timeout
     # That connection was closed, never handed out again: the next one is a new session.
     assert backend_pid(connections[alias]) != pid
     connections[alias].close()
-    deadline = time.monotonic() + 5
-    while server.query(
-        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
-        if server.vendor == "postgresql"
-        else "SELECT count(*) FROM information_schema.processlist WHERE id = %s",
-        [pid],
-    )[0][0]:
-        assert time.monotonic() < deadline, "the abandoned session never ended on the server"
-        time.sleep(0.05)
+    wait_for_the_session_to_end(server, pid)
 
 
 def test_every_checkout_ping_is_bounded_with_pre_ping_idle_zero(partitioned_alias, proxy):
@@ -275,8 +329,6 @@ def test_a_new_connections_setup_is_bounded(partitioned_alias, proxy, server, st
     import django
     from django.test import override_settings
 
-    from djpool.core import signals
-
     options: dict[str, Any] = {}
     # A time zone the server's sessions do not start in makes Django set it on every new connection;
     # the one they start in, only the role.
@@ -291,39 +343,12 @@ def test_a_new_connections_setup_is_bounded(partitioned_alias, proxy, server, st
         time_zone = server.query("SHOW TIME ZONE")[0][0]
     with override_settings(USE_TZ=False, TIME_ZONE=time_zone):
         alias = partitioned_alias(VALIDATION_TIMEOUT=1, options=options)
-        pids: list[int] = []
-
-        def freeze_once_opened(sender: Any, alias: str, dbapi_connection: Any, **kwargs: Any) -> None:
-            if alias == alias_under_test and not pids:
-                pids.append(dbapi_connection.info.backend_pid)
-                proxy.freeze()
-
-        alias_under_test = alias
-        signals.connection_opened.connect(freeze_once_opened)
-        outcome: list[tuple[float, BaseException | None]] = []
-        # In a thread: without the bound the setup waits for the server, and this fails.
-        worker = threading.Thread(target=lambda: outcome.append(timed(lambda: query(alias))))
-        try:
-            worker.start()
-            worker.join(1 + SLACK)
-            assert outcome, f"{statement} on a new connection was not bounded by VALIDATION_TIMEOUT"
-            took, error = outcome[0]
-            assert isinstance(error, OperationalError), (took, error)
-            assert statement in str(error) and "VALIDATION_TIMEOUT" in str(error), error
-            figures = stats(alias)
-            assert figures["checked_out"] == 0 and figures["validation_timeouts"] == 1, figures
-        finally:
-            signals.connection_opened.disconnect(freeze_once_opened)
-            proxy.thaw()
-            worker.join(30)
-        # That session was closed, never handed out: it ends on the server, and the next one is set up.
-        deadline = time.monotonic() + 5
-        while server.query("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pids[0]])[0][0]:
-            assert time.monotonic() < deadline, "the abandoned session never ended on the server"
-            time.sleep(0.05)
+        abandoned = assert_the_setup_gives_up(alias, proxy, statement)
+        # It is never handed out: it ends on the server, and the next session is new and set up.
+        wait_for_the_session_to_end(server, abandoned)
         conn = connections[alias]
         try:
-            assert backend_pid(conn) != pids[0]
+            assert backend_pid(conn) != abandoned
             with conn.cursor() as cursor:
                 cursor.execute("SELECT current_setting('TimeZone'), current_user")
                 assert cursor.fetchone() == (time_zone, options.get("assume_role", server.user))
@@ -338,55 +363,23 @@ def test_a_new_mysql_connections_setup_is_bounded(partitioned_alias, proxy, serv
     up after VALIDATION_TIMEOUT, and that connection is closed at once, never handed out."""
     if BACKEND != "mysql":
         pytest.skip("MySQL's setup statements (PostgreSQL's: test_a_new_connections_setup_is_bounded)")
-    from djpool.core import registry, signals
+    from djpool.core import registry
 
     alias = partitioned_alias(VALIDATION_TIMEOUT=1)
-    opened: list[int] = []
-    armed = threading.Event()
 
-    def freeze_once_opened(sender: Any, alias: str, dbapi_connection: Any, **kwargs: Any) -> None:
-        if alias == alias_under_test and armed.is_set() and not opened:
-            opened.append(dbapi_connection.thread_id())
-            proxy.freeze()
+    def read_the_servers_data_first() -> None:
+        # This thread's wrapper reads the server's data on its first connection, unfrozen; the pool
+        # then has none idle, so the next request opens a new connection for the wrapper.
+        query(alias)
+        registry.dispose(alias)
 
-    def request() -> None:
-        if statement.startswith("SET"):
-            # This thread's wrapper reads the server's data on its first connection, unfrozen; the
-            # pool then has none idle, so the next request opens a new connection for the wrapper.
-            query(alias)
-            registry.dispose(alias)
-        armed.set()
-        outcome.append(timed(lambda: query(alias)))
-
-    alias_under_test = alias
-    signals.connection_opened.connect(freeze_once_opened)
-    outcome: list[tuple[float, BaseException | None]] = []
-    # In a thread: without the bound the setup waits for the server, and this fails.
-    worker = threading.Thread(target=request)
-    try:
-        worker.start()
-        assert armed.wait(10)
-        worker.join(1 + SLACK)
-        assert outcome, f"{statement} on a new connection was not bounded by VALIDATION_TIMEOUT"
-        took, error = outcome[0]
-        assert isinstance(error, OperationalError), (took, error)
-        assert statement in str(error) and "VALIDATION_TIMEOUT" in str(error), error
-        figures = stats(alias)
-        assert figures["checked_out"] == 0 and figures["validation_timeouts"] == 1, figures
-        # Closed at once, while the network is still down.
-        assert figures["invalidations"] == 1 and figures["idle"] == 0, figures
-    finally:
-        signals.connection_opened.disconnect(freeze_once_opened)
-        proxy.thaw()
-        worker.join(30)
-    # That session ends on the server once its quit gets through; the next one is new and set up.
-    deadline = time.monotonic() + 5
-    while server.query("SELECT count(*) FROM information_schema.processlist WHERE id = %s", opened)[0][0]:
-        assert time.monotonic() < deadline, "the abandoned session never ended on the server"
-        time.sleep(0.05)
+    first = read_the_servers_data_first if statement.startswith("SET") else None
+    abandoned = assert_the_setup_gives_up(alias, proxy, statement, first)
+    # It is never handed out: it ends on the server, and the next session is new and set up.
+    wait_for_the_session_to_end(server, abandoned)
     conn = connections[alias]
     try:
-        assert backend_pid(conn) != opened[0]
+        assert backend_pid(conn) != abandoned
         with conn.cursor() as cursor:
             cursor.execute("SELECT @@SESSION.tx_isolation" if conn.mysql_is_mariadb else "SELECT @@SESSION.transaction_isolation")
             assert cursor.fetchone()[0] == "READ-COMMITTED"  # Django's default, set by its setup
