@@ -68,6 +68,44 @@ def test_a_new_connection_is_opened_in_autocommit_mode(make_alias, autocommit_se
     assert pooled == stock - (2 if autocommit_setting else 0), (pooled, stock)
 
 
+def test_a_session_lost_in_a_request_is_replaced_by_a_set_up_one(make_alias, server, monkeypatch):
+    """The server ends a request's session and its query fails: at the request's end Django checks
+    the connection with the driver's ping(). PyMySQL's, up to 1.1.2 (djpool-mysql[pymysql] allows
+    1.1), reconnects: a new session without Django's setup went back to the pool as the old one.
+    The pool's check never reconnects, so that connection is closed and the next request gets a
+    new one, set up."""
+    from django.core.signals import request_finished, request_started
+    from django.db import OperationalError
+
+    from djpool.core import stats
+    from tests.reliability.conftest import backend_pid
+
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
+    conn = connections[alias]
+    request_started.send(sender=None)
+    lost = backend_pid(conn)
+    if DRIVER == "pymysql":
+        # Whatever PyMySQL is installed: a ping() that reconnects, as 1.1's does.
+        ping = type(conn.connection).ping
+        monkeypatch.setattr(type(conn.connection), "ping", lambda self, reconnect=True: ping(self, reconnect))
+    server.kill(lost)
+    with pytest.raises(OperationalError), conn.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    request_finished.send(sender=None)
+    request_started.send(sender=None)
+    try:
+        with conn.cursor() as cursor:
+            variable = "tx_isolation" if conn.mysql_is_mariadb else "transaction_isolation"
+            cursor.execute(f"SELECT CONNECTION_ID(), @@SESSION.{variable}")
+            session, isolation = cursor.fetchone()
+        assert session != lost and isolation == "READ-COMMITTED", (session, isolation)  # Django's default
+        figures = stats(alias)
+        assert figures["connects"] == 2 and figures["invalidations"] == 1, figures
+    finally:
+        request_finished.send(sender=None)
+        conn.close()
+
+
 def test_user_variables_and_full_reset(make_alias):
     plain = connections[make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})]
     with plain.cursor() as cursor:

@@ -238,6 +238,48 @@ def test_a_request_ending_inside_a_transaction_returns_within_validation_timeout
     wait_for_the_session_to_end(server, pid)
 
 
+def test_the_end_of_a_request_that_saw_an_error_is_bounded(partitioned_alias, proxy, server):
+    """At the end of a request that saw a database error Django checks the connection (is_usable()),
+    where stock Django with CONN_MAX_AGE = 0 would only close it. The network stops just before: the
+    check gives up after VALIDATION_TIMEOUT and the connection is closed, never handed out."""
+    from django.db import ProgrammingError
+
+    alias = partitioned_alias(VALIDATION_TIMEOUT=1)
+    sessions: list[int] = []
+    frozen = threading.Event()
+    outcome: list[tuple[float, BaseException | None]] = []
+
+    def request() -> None:
+        conn = connections[alias]
+        sessions.append(backend_pid(conn))
+        with pytest.raises(ProgrammingError), conn.cursor() as cursor:
+            cursor.execute("SELECT * FROM djpool_no_such_table")
+        assert conn.errors_occurred
+        proxy.freeze()
+        frozen.set()
+        outcome.append(timed(conn.close_if_unusable_or_obsolete))  # what request_finished runs
+        conn.close()
+
+    # In a thread: without the bound the check waits for the server, and this fails.
+    worker = threading.Thread(target=request)
+    try:
+        worker.start()
+        assert frozen.wait(10)
+        worker.join(1 + SLACK)
+        assert outcome, "the check at the end of the request was not bounded by VALIDATION_TIMEOUT"
+        took, error = outcome[0]
+        assert error is None, (took, error)
+        figures = stats(alias)
+        assert figures["checked_out"] == 0 and figures["validation_timeouts"] == 1, figures
+        assert figures["invalidations"] == 1 and figures["idle"] == 0, figures
+    finally:
+        proxy.thaw()
+        worker.join(30)
+    wait_for_the_session_to_end(server, sessions[0])
+    assert backend_pid(connections[alias]) != sessions[0]
+    connections[alias].close()
+
+
 def test_every_checkout_ping_is_bounded_with_pre_ping_idle_zero(partitioned_alias, proxy):
     alias = partitioned_alias(PRE_PING_IDLE=0)
     open_connections(alias, 1)

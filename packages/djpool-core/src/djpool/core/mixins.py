@@ -562,6 +562,40 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         finally:
             self._djpool_health_checking = False
 
+    def is_usable(self) -> bool:
+        """Django's check of a connection (at the end of a request that saw a database error; before
+        a query with CONN_HEALTH_CHECKS), on a pooled one the pool's own ping.
+
+        Django's round trip waits for the server without a limit, where
+        stock Django with ``CONN_MAX_AGE = 0`` would just close the
+        connection; the pool's gives up after VALIDATION_TIMEOUT. Nor does it
+        reconnect: PyMySQL's ``ping()``, which Django's MySQL backend calls,
+        opens a new session behind the pool's back, without Django's setup.
+        Inside a transaction (a test's, a raw ``BEGIN``) Django's own check
+        runs: it also says no to a transaction that failed (PostgreSQL
+        refuses queries then), which a ping does not notice.
+        """
+        ping_within = self.djpool_ping_within
+        pool, record = self._djpool_lease.pool, self._djpool_lease.record
+        if ping_within is None or pool is None or record is None or self.connection is not record.dbapi_connection:
+            return super().is_usable()  # type: ignore[misc, no-any-return]
+        try:
+            if self.djpool_in_transaction(self.connection):
+                return super().is_usable()  # type: ignore[misc, no-any-return]
+            ping_within(self.connection, pool.validation_timeout)
+        except NoAnswer:
+            pool.saw_no_answer()
+            logger.warning(
+                "Database %r did not answer Django's check of a pooled connection within %g s "
+                "(VALIDATION_TIMEOUT); closing that connection",
+                self.alias,
+                pool.validation_timeout,
+            )
+            return False
+        except self.Database.Error:  # type: ignore[attr-defined]
+            return False
+        return True
+
     def close_if_unusable_or_obsolete(self) -> None:
         # Django calls this at both ends of a request (close_old_connections()).
         if self.connection is None:
