@@ -459,6 +459,14 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
             name: self.__dict__[name] for name in self.djpool_wrapper_state if name in self.__dict__
         }
 
+    def _djpool_pool_holding(self, dbapi_connection: Any) -> ConnectionPool | None:
+        """The pool whose connection ``dbapi_connection`` is, if this wrapper holds it from there:
+        then the pool's VALIDATION_TIMEOUT bounds the round trips made on it. None otherwise."""
+        record = self._djpool_lease.record
+        if record is None or dbapi_connection is not record.dbapi_connection:
+            return None
+        return self._djpool_lease.pool
+
     def _djpool_setup_unanswered(self, statement: str, error: NoAnswer) -> Exception:
         """Close this wrapper's pooled connection, whose setup got no answer within VALIDATION_TIMEOUT;
         return the driver's OperationalError to raise, naming ``statement`` and the bound.
@@ -576,8 +584,8 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         refuses queries then), which a ping does not notice.
         """
         ping_within = self.djpool_ping_within
-        pool, record = self._djpool_lease.pool, self._djpool_lease.record
-        if ping_within is None or pool is None or record is None or self.connection is not record.dbapi_connection:
+        pool = self._djpool_pool_holding(self.connection)
+        if ping_within is None or pool is None:
             return super().is_usable()  # type: ignore[misc, no-any-return]
         try:
             if self.djpool_in_transaction(self.connection):

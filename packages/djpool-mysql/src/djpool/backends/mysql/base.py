@@ -190,12 +190,11 @@ class DatabaseWrapper(PooledDatabaseWrapperMixin, base.DatabaseWrapper):
         connection's ``query()`` goes the pre-ping's way.
         """
         dbapi_connection = self.connection
-        record = self._djpool_lease.record
-        if record is None or dbapi_connection is not record.dbapi_connection:
+        pool = self._djpool_pool_holding(dbapi_connection)
+        if pool is None:
             super().init_connection_state()
             return
-        assert self._djpool_lease.pool is not None
-        timeout = self._djpool_lease.pool.validation_timeout
+        timeout = pool.validation_timeout
         query_within = self._djpool_query_within
         unanswered: list[Any] = []
 

@@ -193,8 +193,7 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
         psycopg 3 only (psycopg2 blocks inside libpq), and only on the
         pooled connection this wrapper holds: the pool's deadline is its.
         """
-        record = self._djpool_lease.record
-        return base.is_psycopg3 and record is not None and connection is record.dbapi_connection
+        return base.is_psycopg3 and self._djpool_pool_holding(connection) is not None
 
     def _djpool_set_time_zone_within(self, timezone_name: str) -> None:
         literal = base.Database.pq.Escaping(self.connection.pgconn).escape_literal(timezone_name.encode())
