@@ -10,6 +10,7 @@ and ``request_finished`` blocked in the rollback of a returned connection.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -217,7 +218,9 @@ def test_opening_a_connection_into_a_silent_network_is_bounded(partitioned_alias
 
 
 @pytest.mark.parametrize("mode", ["session", "transaction"])
-def test_a_request_ending_inside_a_transaction_returns_within_validation_timeout(partitioned_alias, proxy, server, mode):
+def test_a_request_ending_inside_a_transaction_returns_within_validation_timeout(
+    partitioned_alias, proxy, server, mode, caplog
+):
     """request_finished must not wait in the rollback for a server that does not answer."""
     alias = partitioned_alias(mode, VALIDATION_TIMEOUT=2)
     conn = connections[alias]
@@ -225,11 +228,14 @@ def test_a_request_ending_inside_a_transaction_returns_within_validation_timeout
     pid = backend_pid(conn)
     proxy.freeze()
     try:
-        took, error = timed(conn.close)  # what request_finished does
+        with caplog.at_level(logging.WARNING, logger="djpool.pool"):
+            took, error = timed(conn.close)  # what request_finished does
         assert error is None, error
         assert took <= 2 + SLACK, took
         figures = stats(alias)
         assert figures["checked_out"] == 0 and figures["validation_timeouts"] == 1, figures
+        # Nothing is raised: the warning is the operator's word of it.
+        assert f"Database {alias!r} did not answer the reset of a returned connection within 2 s" in caplog.text
     finally:
         proxy.thaw()
     # That connection was closed, never handed out again: the next one is a new session.
@@ -238,7 +244,7 @@ def test_a_request_ending_inside_a_transaction_returns_within_validation_timeout
     wait_for_the_session_to_end(server, pid)
 
 
-def test_the_end_of_a_request_that_saw_an_error_is_bounded(partitioned_alias, proxy, server):
+def test_the_end_of_a_request_that_saw_an_error_is_bounded(partitioned_alias, proxy, server, caplog):
     """At the end of a request that saw a database error Django checks the connection (is_usable()),
     where stock Django with CONN_MAX_AGE = 0 would only close it. The network stops just before: the
     check gives up after VALIDATION_TIMEOUT and the connection is closed, never handed out."""
@@ -257,7 +263,8 @@ def test_the_end_of_a_request_that_saw_an_error_is_bounded(partitioned_alias, pr
         assert conn.errors_occurred
         proxy.freeze()
         frozen.set()
-        outcome.append(timed(conn.close_if_unusable_or_obsolete))  # what request_finished runs
+        with caplog.at_level(logging.WARNING, logger="djpool.pool"):
+            outcome.append(timed(conn.close_if_unusable_or_obsolete))  # what request_finished runs
         conn.close()
 
     # In a thread: without the bound the check waits for the server, and this fails.
@@ -272,6 +279,7 @@ def test_the_end_of_a_request_that_saw_an_error_is_bounded(partitioned_alias, pr
         figures = stats(alias)
         assert figures["checked_out"] == 0 and figures["validation_timeouts"] == 1, figures
         assert figures["invalidations"] == 1 and figures["idle"] == 0, figures
+        assert f"Database {alias!r} did not answer Django's check of a pooled connection within 1 s" in caplog.text
     finally:
         proxy.thaw()
         worker.join(30)

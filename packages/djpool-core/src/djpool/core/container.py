@@ -352,28 +352,32 @@ class ConnectionPool:
             leaks.on_checkout(self, record, now)
         return record
 
-    def saw_no_answer(self) -> None:
+    def saw_no_answer(self, what: str | None = None) -> None:
         """A round trip of the pool's own (ping, reset, a vendor's setup) got no answer within VALIDATION_TIMEOUT.
 
         Counted in ``validation_timeouts``; every connection idle since
         before now is pinged at its next checkout, and a checkout with less
-        than a second left does not try to connect meanwhile.
+        than a second left does not try to connect meanwhile. With ``what``
+        (the round trip, as the warning names it), the caller closes that
+        connection without raising, so the warning is the operator's only
+        word of it; a checkout's health check raises its own error instead.
         """
         self.validation_timeouts += 1
         self._last_error = self._no_answer_at = time.monotonic()
+        if what is not None:
+            logger.warning(
+                "Database %r did not answer %s within %g s (VALIDATION_TIMEOUT); closing that connection",
+                self.alias,
+                what,
+                self.validation_timeout,
+            )
 
     def _reset_failed(self, record: ConnectionPoolEntry, error: BaseException) -> None:
         """Close a returned connection whose rollback (or full reset) failed or got no answer."""
         if isinstance(error, NoAnswer):
             # Closed without a round trip: request_finished must not wait
             # for a server that does not answer.
-            self.saw_no_answer()
-            logger.warning(
-                "Database %r did not answer the reset of a returned connection within %g s "
-                "(VALIDATION_TIMEOUT); closing that connection",
-                self.alias,
-                self.validation_timeout,
-            )
+            self.saw_no_answer("the reset of a returned connection")
             record.invalidate(error)
             return
         # Most often the server closed it during the request; a connection

@@ -36,7 +36,6 @@ in :mod:`djpool.core.released`.
 
 from __future__ import annotations
 
-import logging
 import time
 import weakref
 from _thread import get_ident as _get_ident
@@ -63,8 +62,6 @@ from djpool.core.statements import ReleasingCursor, StatementWatchingCursor, wat
 from djpool.core.transaction_mode import TransactionModeMixin
 
 __all__ = ["PooledDatabaseWrapperMixin"]
-
-logger = logging.getLogger("djpool.backends")
 
 
 class PooledDatabaseWrapperMixin(TransactionModeMixin):
@@ -482,14 +479,7 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
         """
         pool, record = self._djpool_lease.pool, self._djpool_lease.record
         assert pool is not None and record is not None  # only on a connection taken from the pool
-        pool.saw_no_answer()
-        logger.warning(
-            "Database %r did not answer %s (Django's setup of a pooled connection) within %g s "
-            "(VALIDATION_TIMEOUT); closing that connection",
-            self.alias,
-            statement,
-            pool.validation_timeout,
-        )
+        pool.saw_no_answer(f"{statement} (Django's setup of a pooled connection)")
         record.invalidate(error)
         self.connection = ReleasedConnection.for_database(self.Database)  # type: ignore[attr-defined]
         return self.Database.OperationalError(  # type: ignore[attr-defined, no-any-return]
@@ -592,13 +582,7 @@ class PooledDatabaseWrapperMixin(TransactionModeMixin):
                 return super().is_usable()  # type: ignore[misc, no-any-return]
             ping_within(self.connection, pool.validation_timeout)
         except NoAnswer:
-            pool.saw_no_answer()
-            logger.warning(
-                "Database %r did not answer Django's check of a pooled connection within %g s "
-                "(VALIDATION_TIMEOUT); closing that connection",
-                self.alias,
-                pool.validation_timeout,
-            )
+            pool.saw_no_answer("Django's check of a pooled connection")
             return False
         except self.Database.Error:  # type: ignore[attr-defined]
             return False

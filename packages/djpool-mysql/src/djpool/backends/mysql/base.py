@@ -9,6 +9,8 @@ its own when mysqlclient is not installed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -100,24 +102,37 @@ def _mysqlclient_autocommit_within(dbapi_connection: Any, autocommit: bool, time
         _mysqlclient_run_within(dbapi_connection, b"SET autocommit=1" if autocommit else b"SET autocommit=0", timeout)
 
 
-def _pymysql_call_within(dbapi_connection: Any, call: Any, timeout: float) -> Any:
-    """Run ``call()`` with PyMySQL's socket timeouts cut to ``timeout`` seconds; return its result.
+@contextmanager
+def _pymysql_socket_timeouts(dbapi_connection: Any, timeout: float | None) -> Iterator[None]:
+    """Cut PyMySQL's socket timeouts to ``timeout`` seconds for the block (``None``: leave them).
 
     PyMySQL sets its socket's timeout to ``read_timeout``/``write_timeout``
     before each read and write (no limit unless OPTIONS sets them): both are
-    lowered for this call and restored. A timeout makes PyMySQL close the
-    connection and raise "Lost connection ... (timed out)".
+    lowered, never raised, and restored afterwards.
     """
     saved = dbapi_connection._read_timeout, dbapi_connection._write_timeout
-    dbapi_connection._read_timeout = dbapi_connection._write_timeout = timeout
+    if timeout is not None:
+        dbapi_connection._read_timeout = min(timeout, saved[0] or timeout)
+        dbapi_connection._write_timeout = min(timeout, saved[1] or timeout)
     try:
-        return call()
+        yield
+    finally:
+        dbapi_connection._read_timeout, dbapi_connection._write_timeout = saved
+
+
+def _pymysql_call_within(dbapi_connection: Any, call: Any, timeout: float) -> Any:
+    """Run ``call()`` with PyMySQL's socket timeouts cut to ``timeout`` seconds; return its result.
+
+    A timeout makes PyMySQL close the connection and raise "Lost connection
+    ... (timed out)", raised on as :class:`NoAnswer`.
+    """
+    try:
+        with _pymysql_socket_timeouts(dbapi_connection, timeout):
+            return call()
     except base.Database.OperationalError as error:
         if isinstance(error.__cause__ or error.__context__, TimeoutError) or "timed out" in str(error):
             raise NoAnswer(str(error)) from error
         raise
-    finally:
-        dbapi_connection._read_timeout, dbapi_connection._write_timeout = saved
 
 
 def _mysqlclient_query_within(dbapi_connection: Any, query: bytes | bytearray, timeout: float) -> None:
@@ -137,14 +152,8 @@ def _pymysql_connect_within(dbapi_connection: Any, timeout: float | None) -> Non
     A timeout raises PyMySQL's own OperationalError (the connection's
     socket closed), as a refused or failed login does.
     """
-    saved = dbapi_connection._read_timeout, dbapi_connection._write_timeout
-    if timeout is not None:
-        dbapi_connection._read_timeout = min(timeout, saved[0] or timeout)
-        dbapi_connection._write_timeout = min(timeout, saved[1] or timeout)
-    try:
+    with _pymysql_socket_timeouts(dbapi_connection, timeout):
         dbapi_connection.connect()
-    finally:
-        dbapi_connection._read_timeout, dbapi_connection._write_timeout = saved
 
 
 def _pymysql_ping_within(dbapi_connection: Any, timeout: float) -> None:
