@@ -126,8 +126,8 @@ def test_a_failed_setup_statement_raises_psycopgs_own_error_and_is_run_again(mak
 
     from djpool.core import stats
 
-    if not base.is_psycopg3 or django.VERSION < (5, 2):
-        pytest.skip("the bounded setup is psycopg 3's; OPTIONS['assume_role'] is Django 5.2+")
+    if django.VERSION < (5, 2):
+        pytest.skip("OPTIONS['assume_role'] is Django 5.2+")
     application = "djpool-failed-setup"
     alias = make_alias(
         {"POOL_SIZE": 1, "MAX_OVERFLOW": 0},
@@ -138,9 +138,47 @@ def test_a_failed_setup_statement_raises_psycopgs_own_error_and_is_run_again(mak
         with pytest.raises(DataError, match='role "djpool_no_such_role" does not exist') as raised:
             conn.ensure_connection()
         assert type(raised.value.__cause__) is base.Database.errors.InvalidParameterValue
-        assert raised.value.__cause__.sqlstate == "22023"
+        if base.is_psycopg3:  # psycopg2's pgcode is its own to set
+            assert raised.value.__cause__.sqlstate == "22023"
         conn.close()  # what request_finished does
         assert stats(alias)["checked_out"] == 0
     assert stats(alias)["connects"] == 1
     query = "SELECT count(*), min(usename) FROM pg_stat_activity WHERE application_name = %s"
     assert server.query(query, [application])[0] == (1, server.user)
+
+
+@pytest.mark.parametrize("began_by", ["psycopg2", "raw BEGIN"])
+def test_psycopg2s_bounded_rollback_leaves_its_state_true(make_alias, server, began_by):
+    """psycopg2's round trips go through its libpq without blocking (ctypes): a connection given back inside
+    a transaction is rolled back on the server, and psycopg2's own view of it stays true, so the next
+    holder's transactions begin (its BEGIN is sent) and its autocommit mode works."""
+    from django.db.backends.postgresql import base
+
+    from djpool.core import stats
+
+    if base.is_psycopg3:
+        pytest.skip("psycopg2's bounded round trips (psycopg 3's: its own non-blocking interface)")
+    alias = make_alias({"POOL_SIZE": 1, "MAX_OVERFLOW": 0})
+    conn = connections[alias]
+    if began_by == "psycopg2":
+        conn.set_autocommit(False)
+    with conn.cursor() as cursor:
+        if began_by == "raw BEGIN":
+            cursor.execute("BEGIN")
+        cursor.execute("CREATE TEMPORARY TABLE djpool_rolled_back (id int)")
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    conn.close()  # what request_finished does: the pool rolls it back
+    assert stats(alias)["idle"] == 1
+    assert server.query("SELECT state FROM pg_stat_activity WHERE pid = %s", [pid]) == [("idle",)]
+    conn.set_autocommit(False)
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] == pid
+        cursor.execute("SELECT to_regclass('djpool_rolled_back')")
+        assert cursor.fetchone()[0] is None  # the table went with the rollback
+        # psycopg2 began this transaction itself: its state was READY, not left in BEGIN.
+        assert conn.connection.get_transaction_status() == base.Database.extensions.TRANSACTION_STATUS_INTRANS
+    conn.rollback()
+    conn.set_autocommit(True)
+    conn.close()

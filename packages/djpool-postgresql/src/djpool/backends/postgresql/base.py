@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db.backends.postgresql import base
 
+from djpool.backends.postgresql import psycopg2_bounded
 from djpool.backends.postgresql.__about__ import __version__
 from djpool.core.bounded import NoAnswer, remaining, wait_readable, wait_writable
 from djpool.core.compat import require_core
@@ -82,6 +83,43 @@ def _psycopg_rollback_within(dbapi_connection: Any, timeout: float) -> None:
     if prepared is not None:
         prepared.clear()
 
+#: psycopg2's libpq, driven without blocking for the pool's round trips
+#: (None with psycopg 3, or where it cannot be reached).
+_psycopg2_libpq = None if base.is_psycopg3 else psycopg2_bounded.load(base.Database)
+
+
+def _psycopg2_run_within(dbapi_connection: Any, query: bytes, timeout: float) -> None:
+    assert _psycopg2_libpq is not None
+    _psycopg2_libpq.run_within(dbapi_connection, query, timeout)
+
+
+def _psycopg2_ping_within(dbapi_connection: Any, timeout: float) -> None:
+    _psycopg2_run_within(dbapi_connection, b";", timeout)
+
+
+def _psycopg2_rollback_within(dbapi_connection: Any, timeout: float) -> None:
+    """Roll back a psycopg2 connection, its round trips bounded by ``timeout`` seconds.
+
+    A transaction psycopg2 began itself (autocommit off) must end through
+    its ``rollback()``, which also resets its own state: a bounded ping
+    first makes sure the server answers (a second round trip, only when a
+    transaction is rolled back). One opened with a raw BEGIN, which
+    psycopg2 does not know of, is rolled back with a bounded ROLLBACK.
+    """
+    if dbapi_connection.status == base.Database.extensions.STATUS_BEGIN:
+        _psycopg2_run_within(dbapi_connection, b";", timeout)
+        dbapi_connection.rollback()
+    else:
+        _psycopg2_run_within(dbapi_connection, b"ROLLBACK", timeout)
+
+
+if base.is_psycopg3:
+    _run_within, _ping_within, _rollback_within = _psycopg_run_within, _psycopg_ping_within, _psycopg_rollback_within
+elif _psycopg2_libpq is not None:
+    _run_within, _ping_within, _rollback_within = _psycopg2_run_within, _psycopg2_ping_within, _psycopg2_rollback_within
+else:
+    _run_within = _ping_within = _rollback_within = None  # type: ignore[assignment]
+
 # psycopg 3: one adapters context per (USE_TZ, time zone) for the process.
 # Django makes it with an lru_cache, which threads connecting for the first
 # time at once can each fill with a context of their own; the pool registry
@@ -99,11 +137,10 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
     djpool_wrapper_state = ("isolation_level",)
     # libpq reports a transaction opened with raw SQL (djpool_transaction_open).
     djpool_watch_transaction_statements = False
-    # psycopg 3 drives libpq without blocking, so the pool's round trips get
-    # a deadline; psycopg2 blocks inside libpq, where only the socket
-    # settings (keepalives, tcp_user_timeout) bound a silent network.
-    djpool_ping_within = staticmethod(_psycopg_ping_within) if base.is_psycopg3 else None
-    djpool_rollback_within = staticmethod(_psycopg_rollback_within) if base.is_psycopg3 else None
+    # libpq driven without blocking (psycopg 3's own interface, psycopg2's
+    # libpq through ctypes), so the pool's round trips get a deadline.
+    djpool_ping_within = staticmethod(_ping_within) if _ping_within is not None else None
+    djpool_rollback_within = staticmethod(_rollback_within) if _rollback_within is not None else None
     djpool_connect_timeout_option = "connect_timeout"
 
     def get_connection_params(self) -> dict[str, Any]:
@@ -148,7 +185,10 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
             return
         if self.connection.get_parameter_status("TimeZone") == timezone_name:
             return
-        # psycopg2: Django's own SET (stock's, not this mixin's override).
+        if self._djpool_bounds_setup(self.connection):
+            self._djpool_set_time_zone_within(timezone_name)
+            return
+        # psycopg2 unbounded: Django's own SET (stock's, not this mixin's override).
         if _DJANGO_CONFIGURES_TIMEZONE:
             changed = base.DatabaseWrapper._configure_timezone(self, self.connection)
         else:  # Django < 5.1: ensure_timezone() does just that check.
@@ -190,21 +230,26 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
     def _djpool_bounds_setup(self, connection: Any) -> bool:
         """Whether this connection's setup round trips get VALIDATION_TIMEOUT.
 
-        psycopg 3 only (psycopg2 blocks inside libpq), and only on the
+        Where the driver's round trips can be bounded, and only on the
         pooled connection this wrapper holds: the pool's deadline is its.
         """
-        return base.is_psycopg3 and self._djpool_pool_holding(connection) is not None
+        return _run_within is not None and self._djpool_pool_holding(connection) is not None
 
     def _djpool_set_time_zone_within(self, timezone_name: str) -> None:
-        literal = base.Database.pq.Escaping(self.connection.pgconn).escape_literal(timezone_name.encode())
+        if base.is_psycopg3:
+            literal = base.Database.pq.Escaping(self.connection.pgconn).escape_literal(timezone_name.encode())
+        else:
+            quoted = base.Database.extensions.QuotedString(timezone_name)
+            quoted.prepare(self.connection)  # the connection's encoding and escaping, locally
+            literal = quoted.getquoted()
         self._djpool_run_within("SET TIME ZONE", b"SET TIME ZONE " + literal)
 
     def _djpool_run_within(self, statement: str, query: bytes) -> None:
-        """Run a setup statement on the pooled connection, giving up after VALIDATION_TIMEOUT (psycopg 3).
+        """Run a setup statement on the pooled connection, giving up after VALIDATION_TIMEOUT.
 
         For the statements Django's per-connection setup sends (the time
         zone, the role), on a new connection and on a reused one whose
-        TIME_ZONE changed. Sent outside psycopg's transaction handling: on a
+        TIME_ZONE changed. Sent outside the driver's transaction handling: on a
         connection just opened or taken back (none is open) it holds
         whatever the autocommit mode; a TIME_ZONE override reaching a
         connection inside a transaction sets it there, as Django's own SET
@@ -215,7 +260,7 @@ class PostgreSQLPoolMixin(PooledDatabaseWrapperMixin):
         pool = self._djpool_lease.pool  # only on a connection taken from it
         assert pool is not None
         try:
-            _psycopg_run_within(self.connection, query, pool.validation_timeout)
+            _run_within(self.connection, query, pool.validation_timeout)
         except NoAnswer as error:
             raise self._djpool_setup_unanswered(statement, error) from error
 
