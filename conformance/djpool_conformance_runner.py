@@ -113,21 +113,39 @@ class RecordingParallelTestSuite(ParallelTestSuite):
     runner_class = RecordingRemoteRunner
 
 
+def postgres_rows(host: str, port: int, user: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement as ``user`` on the server's ``postgres`` database, in autocommit; its rows.
+
+    With the driver Django itself picks: psycopg 3, else psycopg2 (a run
+    of the pooled psycopg2 backend has no psycopg installed).
+    """
+    try:
+        import psycopg as driver
+    except ImportError:
+        import psycopg2 as driver  # type: ignore[no-redef]
+    connection = driver.connect(host=host, port=port, user=user, dbname="postgres")
+    try:
+        connection.autocommit = True
+        cursor = connection.cursor()
+        cursor.execute(sql, params or None)
+        return list(cursor.fetchall()) if cursor.description else []
+    finally:
+        connection.close()
+
+
 def count_sessions() -> list[dict[str, Any]]:
     """Sessions the server still has for this run's user or test databases."""
     spec = json.loads(os.environ[SERVER_ENV])
     like = spec["db_prefix"].replace("_", "\\_") + "%"  # "_" matches any character in LIKE
     if spec["backend"] == "postgresql":
-        import psycopg
-
-        with psycopg.connect(
-            host=spec["host"], port=spec["port"], user=spec["admin_user"], dbname="postgres", autocommit=True
-        ) as admin:
-            rows = admin.execute(
-                "SELECT pid, usename, datname, state, left(query, 120) FROM pg_stat_activity"
-                " WHERE pid <> pg_backend_pid() AND (usename = %s OR datname LIKE %s)",
-                (spec["run_user"], like),
-            ).fetchall()
+        rows = postgres_rows(
+            spec["host"],
+            spec["port"],
+            spec["admin_user"],
+            "SELECT pid, usename, datname, state, left(query, 120) FROM pg_stat_activity"
+            " WHERE pid <> pg_backend_pid() AND (usename = %s OR datname LIKE %s)",
+            (spec["run_user"], like),
+        )
     else:
         import MySQLdb
 

@@ -134,13 +134,9 @@ class Server:
 
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         if self.backend == "postgresql":
-            import psycopg
+            from djpool_conformance_runner import postgres_rows  # beside this script
 
-            with psycopg.connect(
-                host=self.host, port=self.port, user=self.admin_user, dbname="postgres", autocommit=True
-            ) as connection:
-                cursor = connection.execute(sql, params or None)
-                return list(cursor.fetchall()) if cursor.description else []
+            return postgres_rows(self.host, self.port, self.admin_user, sql, params)
         import MySQLdb
 
         connection = MySQLdb.connect(host=self.host, port=self.port, user=self.admin_user, passwd="")
