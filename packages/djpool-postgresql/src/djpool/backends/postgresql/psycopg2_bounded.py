@@ -28,9 +28,10 @@ from djpool.core.bounded import NoAnswer, remaining, wait_readable, wait_writabl
 
 __all__ = ["Libpq", "load"]
 
-# libpq's PGRES_FATAL_ERROR, and PG_DIAG_SQLSTATE.
+# libpq's PGRES_FATAL_ERROR, PG_DIAG_SQLSTATE and PG_DIAG_MESSAGE_PRIMARY.
 _FATAL_ERROR = 7
 _SQLSTATE = ord("C")
+_MESSAGE_PRIMARY = ord("M")
 
 
 class Libpq:
@@ -109,7 +110,9 @@ class Libpq:
 
     def _refused(self, result: int) -> Exception:
         f = self._functions
-        message = (f["PQresultErrorMessage"](result) or b"").decode("utf-8", "replace").strip()
+        # The server's message without libpq's "ERROR:  " prefix, as psycopg2 gives it.
+        raw = f["PQresultErrorField"](result, _MESSAGE_PRIMARY) or f["PQresultErrorMessage"](result) or b""
+        message = raw.decode("utf-8", "replace").strip()
         sqlstate = f["PQresultErrorField"](result, _SQLSTATE)
         try:
             error_class = self._driver.errors.lookup(sqlstate.decode()) if sqlstate else self._driver.OperationalError
