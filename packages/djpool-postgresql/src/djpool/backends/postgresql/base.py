@@ -83,40 +83,19 @@ def _psycopg_rollback_within(dbapi_connection: Any, timeout: float) -> None:
     if prepared is not None:
         prepared.clear()
 
+
 #: psycopg2's libpq, driven without blocking for the pool's round trips
 #: (None with psycopg 3, or where it cannot be reached).
 _psycopg2_libpq = None if base.is_psycopg3 else psycopg2_bounded.load(base.Database)
 
-
-def _psycopg2_run_within(dbapi_connection: Any, query: bytes, timeout: float) -> None:
-    assert _psycopg2_libpq is not None
-    _psycopg2_libpq.run_within(dbapi_connection, query, timeout)
-
-
-def _psycopg2_ping_within(dbapi_connection: Any, timeout: float) -> None:
-    _psycopg2_run_within(dbapi_connection, b";", timeout)
-
-
-def _psycopg2_rollback_within(dbapi_connection: Any, timeout: float) -> None:
-    """Roll back a psycopg2 connection, its round trips bounded by ``timeout`` seconds.
-
-    A transaction psycopg2 began itself (autocommit off) must end through
-    its ``rollback()``, which also resets its own state: a bounded ping
-    first makes sure the server answers (a second round trip, only when a
-    transaction is rolled back). One opened with a raw BEGIN, which
-    psycopg2 does not know of, is rolled back with a bounded ROLLBACK.
-    """
-    if dbapi_connection.status == base.Database.extensions.STATUS_BEGIN:
-        _psycopg2_run_within(dbapi_connection, b";", timeout)
-        dbapi_connection.rollback()
-    else:
-        _psycopg2_run_within(dbapi_connection, b"ROLLBACK", timeout)
-
-
 if base.is_psycopg3:
     _run_within, _ping_within, _rollback_within = _psycopg_run_within, _psycopg_ping_within, _psycopg_rollback_within
 elif _psycopg2_libpq is not None:
-    _run_within, _ping_within, _rollback_within = _psycopg2_run_within, _psycopg2_ping_within, _psycopg2_rollback_within
+    _run_within, _ping_within, _rollback_within = (
+        _psycopg2_libpq.run_within,
+        _psycopg2_libpq.ping_within,
+        _psycopg2_libpq.rollback_within,
+    )
 else:
     _run_within = _ping_within = _rollback_within = None  # type: ignore[assignment]
 

@@ -76,7 +76,6 @@ class Libpq:
         was_nonblocking = f["PQisnonblocking"](pgconn)
         if not was_nonblocking and f["PQsetnonblocking"](pgconn, 1) != 0:
             raise self._error(pgconn)
-        answered = False
         try:
             if not f["PQsendQuery"](pgconn, query):
                 raise self._error(pgconn)
@@ -93,7 +92,6 @@ class Libpq:
                     break
                 if not wait_readable(socket, remaining(deadline)):
                     raise NoAnswer(f"no answer from the server within {timeout:g} s")
-            answered = True
             failed = None
             while result := f["PQgetResult"](pgconn):
                 if f["PQresultStatus"](result) == _FATAL_ERROR and failed is None:
@@ -102,11 +100,31 @@ class Libpq:
             if failed is not None:
                 raise failed
         finally:
-            # Back to blocking only once nothing is left to send (libpq
-            # would flush, blocking, first); an unanswered connection is
-            # closed by the pool and needs no mode.
-            if answered and not was_nonblocking:
+            # Never blocks: libpq first flushes what is left to send, still
+            # in non-blocking mode, and keeps that mode if it cannot (an
+            # unanswered connection, which the pool closes).
+            if not was_nonblocking:
                 f["PQsetnonblocking"](pgconn, 0)
+
+    def ping_within(self, dbapi_connection: Any, timeout: float) -> None:
+        """An empty statement: the server answers, nothing changes."""
+        self.run_within(dbapi_connection, b";", timeout)
+
+    def rollback_within(self, dbapi_connection: Any, timeout: float) -> None:
+        """Roll back a psycopg2 connection, its round trips bounded by ``timeout`` seconds.
+
+        A transaction psycopg2 began itself (autocommit off) must end through
+        its ``rollback()``, which also resets psycopg2's own state: a bounded
+        ping first makes sure the server answers (a second round trip, only
+        when such a transaction is rolled back; the rollback itself is then
+        unbounded, one round trip after an answer). One opened with a raw
+        BEGIN, which psycopg2 does not know of, gets a bounded ROLLBACK.
+        """
+        if dbapi_connection.status == self._driver.extensions.STATUS_BEGIN:
+            self.ping_within(dbapi_connection, timeout)
+            dbapi_connection.rollback()
+        else:
+            self.run_within(dbapi_connection, b"ROLLBACK", timeout)
 
     def _refused(self, result: int) -> Exception:
         f = self._functions
@@ -129,6 +147,7 @@ def load(psycopg2_module: Any) -> Libpq | None:
     """psycopg2's libpq functions, or None where they cannot be reached (the round trips stay unbounded)."""
     try:
         import psycopg2.errors  # noqa: F401 - the classes by SQLSTATE (_refused)
+        import psycopg2.extensions  # noqa: F401 - STATUS_BEGIN (rollback_within)
         from psycopg2 import _psycopg
 
         library = ctypes.CDLL(_psycopg.__file__)
